@@ -1,0 +1,161 @@
+"""The boto3 side: a configured Kinesis client, shard listing, and transient-error backoff.
+
+Plain boto3, no Spark: the Spark source and sink, the producer and the subscriber all use it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from streamenrich.kinesis.errors import OptionError
+
+# Error codes that mean "slow down and try again". Anything else fails loudly.
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "KMSThrottlingException",
+    }
+)
+EXPIRED_ITERATOR_CODE = "ExpiredIteratorException"
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError``, else ``None``."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def resolve_region(region: str | None) -> str:
+    """The region to use: the option, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
+
+    Read at call time (never at import) so a Spark driver can pass what it resolved to the
+    executors explicitly.
+    """
+    resolved = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not resolved:
+        session_region = boto3.session.Session().region_name
+        resolved = session_region
+    if not resolved:
+        raise OptionError(
+            "option 'region' is not set and no AWS_REGION / AWS_DEFAULT_REGION / profile "
+            "region is configured"
+        )
+    return resolved
+
+
+def resolve_endpoint(endpoint_url: str | None) -> str | None:
+    """The endpoint override: the option, else ``AWS_ENDPOINT_URL_KINESIS``, else AWS's own."""
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KINESIS") or None
+
+
+def kinesis_client(
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    *,
+    max_attempts: int = 4,
+    read_timeout_s: float = 30.0,
+) -> Any:
+    """A boto3 Kinesis client.
+
+    Credentials come from the standard chain (environment, profile, instance or task role);
+    they are never passed through Spark options. botocore's ``standard`` retry mode retries
+    throttling and network errors a few times before the caller's own backoff takes over.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=10,
+        read_timeout=read_timeout_s,
+        max_pool_connections=32,
+    )
+    return boto3.client(
+        "kinesis",
+        region_name=resolve_region(region),
+        endpoint_url=resolve_endpoint(endpoint_url),
+        config=config,
+    )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard of a stream, with its lineage (parents are drained before children start)."""
+
+    shard_id: str
+    parent_shard_id: str | None
+    adjacent_parent_shard_id: str | None
+    starting_sequence_number: str
+    ending_sequence_number: str | None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.ending_sequence_number is not None
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.parent_shard_id, self.adjacent_parent_shard_id) if p)
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any]) -> Shard:
+        seq_range = item.get("SequenceNumberRange", {})
+        return cls(
+            shard_id=item["ShardId"],
+            parent_shard_id=item.get("ParentShardId"),
+            adjacent_parent_shard_id=item.get("AdjacentParentShardId"),
+            starting_sequence_number=seq_range.get("StartingSequenceNumber", "0"),
+            ending_sequence_number=seq_range.get("EndingSequenceNumber"),
+        )
+
+
+def list_shards(client: Any, stream_name: str) -> list[Shard]:
+    """Every shard of the stream (open and closed within retention), sorted by shard id.
+
+    ``ListShards`` pages with ``NextToken``; a call that carries ``NextToken`` must not carry
+    ``StreamName`` (the API rejects both together).
+    """
+    shards: list[Shard] = []
+    kwargs: dict[str, Any] = {"StreamName": stream_name}
+    while True:
+        page = call_with_backoff(lambda kw=kwargs: client.list_shards(**kw))
+        shards.extend(Shard.from_api(item) for item in page.get("Shards", []))
+        token = page.get("NextToken")
+        if not token:
+            break
+        kwargs = {"NextToken": token}
+    return sorted(shards, key=lambda s: s.shard_id)
+
+
+def backoff_delay(attempt: int, base_s: float = 0.1, cap_s: float = 5.0) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0.0, min(cap_s, base_s * (2**attempt)))
+
+
+def call_with_backoff(
+    call: Callable[[], Any],
+    *,
+    max_attempts: int = 10,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Run ``call``; on a throttling error code wait with jitter and try again.
+
+    Any other error, or throttling past ``max_attempts``, propagates unchanged.
+    """
+    for attempt in range(max_attempts):
+        try:
+            return call()
+        except ClientError as exc:
+            if error_code(exc) not in THROTTLING_CODES or attempt == max_attempts - 1:
+                raise
+            sleep(backoff_delay(attempt))
+    raise AssertionError("unreachable")

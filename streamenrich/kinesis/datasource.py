@@ -1,0 +1,86 @@
+"""The ``kinesis`` data source: Spark's entry point to the reader and the writers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceStreamArrowWriter,
+    WriterCommitMessage,
+)
+from pyspark.sql.types import StructType
+
+from streamenrich.kinesis.client import kinesis_client
+from streamenrich.kinesis.options import SinkOptions
+from streamenrich.kinesis.sink import RecordPublisher, check_sink_schema, entries_from_arrow
+from streamenrich.kinesis.source import SOURCE_SCHEMA, KinesisStreamReader
+
+
+@dataclass
+class PutCommitMessage(WriterCommitMessage):  # type: ignore[misc]
+    records: int
+    calls: int
+    retried: int
+
+
+class KinesisDataSource(DataSource):  # type: ignore[misc]
+    """``spark.readStream.format("kinesis")`` and ``df.writeStream.format("kinesis")``."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "kinesis"
+
+    def schema(self) -> str:
+        return SOURCE_SCHEMA
+
+    def streamReader(self, schema: StructType) -> KinesisStreamReader:
+        return KinesisStreamReader(dict(self.options))
+
+    def streamWriter(self, schema: StructType, overwrite: bool) -> KinesisStreamWriter:
+        return KinesisStreamWriter(dict(self.options), schema)
+
+    def writer(self, schema: StructType, overwrite: bool) -> KinesisBatchWriter:
+        return KinesisBatchWriter(dict(self.options), schema)
+
+
+def _write_partition(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> PutCommitMessage:
+    # The client is made here, on the executor: boto3 clients do not pickle.
+    publisher = RecordPublisher(
+        kinesis_client(options.region, options.endpoint_url), options.stream_name
+    )
+    for batch in batches:
+        publisher.put(entries_from_arrow(batch))
+    return PutCommitMessage(publisher.records_written, publisher.calls, publisher.retried_entries)
+
+
+class KinesisStreamWriter(DataSourceStreamArrowWriter):  # type: ignore[misc]
+    """Each task writes its rows and returns only when all are stored; else the batch fails."""
+
+    def __init__(self, options: dict[str, str], schema: StructType) -> None:
+        self.options = SinkOptions.parse(options)
+        check_sink_schema((f.name, f.dataType.typeName()) for f in schema.fields)
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> PutCommitMessage:
+        return _write_partition(self.options, iterator)
+
+    def commit(self, messages: list[Any], batchId: int) -> None:
+        """Nothing to finish: every record was stored before its task succeeded."""
+
+    def abort(self, messages: list[Any], batchId: int) -> None:
+        """Records already stored stay (at-least-once); the replayed batch writes them again."""
+
+
+class KinesisBatchWriter(DataSourceArrowWriter):  # type: ignore[misc]
+    """``df.write.format("kinesis")``: the same writer for static DataFrames."""
+
+    def __init__(self, options: dict[str, str], schema: StructType) -> None:
+        self.options = SinkOptions.parse(options)
+        check_sink_schema((f.name, f.dataType.typeName()) for f in schema.fields)
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> PutCommitMessage:
+        return _write_partition(self.options, iterator)

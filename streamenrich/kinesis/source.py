@@ -1,0 +1,233 @@
+"""The ``kinesis`` Spark Structured Streaming source (Python Data Source API, Spark 4.2+).
+
+Offsets. A Spark offset here is ``{"batch": k, "limit": n, "run": id, "shards": {shardId:
+position}}``: the positions where batch ``k`` starts, not where it ends. The executors read
+each shard from its start until a limit and write where they stopped to the metadata store
+(:mod:`streamenrich.kinesis.metadata`). The next ``latestOffset`` reads those ends to form
+batch ``k+1``'s starts. A replayed batch (a crash between read and commit) finds its ends
+already recorded and reads exactly that range again, so replay is deterministic, and no
+record is read twice in steady state: the driver never reads ahead, it only probes one
+record per shard when every shard was caught up.
+
+Resharding. A shard enters the offset only when every parent still listed has been drained
+(``SHARD_END``), which keeps each partition key in order across splits and merges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+
+from streamenrich.kinesis.client import Shard, call_with_backoff, kinesis_client, list_shards
+from streamenrich.kinesis.metadata import BatchMetadataStore
+from streamenrich.kinesis.options import SourceOptions
+from streamenrich.kinesis.positions import ShardPosition
+from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan
+
+SOURCE_SCHEMA = (
+    "data BINARY, streamName STRING, shardId STRING, partitionKey STRING, "
+    "sequenceNumber STRING, approximateArrivalTimestamp TIMESTAMP"
+)
+# Offset value of "limit" meaning no per-shard record cap (ReadAllAvailable, Trigger.Once).
+NO_LIMIT = -1
+# Batch number of the initial offset: nothing has been read yet.
+INITIAL_BATCH = -1
+
+
+class ShardPartition(InputPartition):
+    """One shard's read in one batch; pickled to the executor that runs it."""
+
+    def __init__(self, plan: ShardReadPlan, options: SourceOptions, run_id: str, batch: int):
+        super().__init__(plan.shard_id)
+        self.plan = plan
+        self.options = options
+        self.run_id = run_id
+        self.batch = batch
+
+
+def _offset(run_id: str, batch: int, limit: int, shards: dict[str, str]) -> dict[str, Any]:
+    # Keys sorted: Spark stores the JSON as given and compares offsets by it.
+    return {
+        "batch": batch,
+        "limit": limit,
+        "run": run_id,
+        "shards": {shard_id: shards[shard_id] for shard_id in sorted(shards)},
+    }
+
+
+def admit_new_shards(
+    listed: Sequence[Shard], positions: dict[str, str], start: ShardPosition
+) -> dict[str, str]:
+    """Add the listed shards that may start now; drop drained shards no longer listed.
+
+    A shard may start when each of its parents that is still listed is in ``positions`` at
+    ``SHARD_END``. Returns a new mapping; ``positions`` is not changed.
+    """
+    listed_ids = {s.shard_id for s in listed}
+    drained = str(ShardPosition.shard_end())
+    updated = {
+        shard_id: pos
+        for shard_id, pos in positions.items()
+        if shard_id in listed_ids or pos != drained
+    }
+    for shard in listed:
+        if shard.shard_id in updated:
+            continue
+        parents = [p for p in shard.parents if p in listed_ids]
+        if all(updated.get(p) == drained for p in parents):
+            updated[shard.shard_id] = str(start)
+    return updated
+
+
+class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):  # type: ignore[misc]
+    """Driver-side planning; :meth:`read` runs on the executors."""
+
+    def __init__(self, options: dict[str, str]) -> None:
+        # Cheap on purpose: Spark builds this object in several processes.
+        self.options = SourceOptions.parse(options)
+        self._cutoff_ms: int | None = None
+        self._client: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None  # boto3 clients do not pickle
+        return state
+
+    def _kinesis(self) -> Any:
+        if self._client is None:
+            self._client = kinesis_client(self.options.region, self.options.endpoint_url)
+        return self._client
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def initialOffset(self) -> dict[str, Any]:
+        start = self.options.starting_position
+        if start.kind == "LATEST":
+            # Pinned to a time so that every shard, and every replay, means the same point.
+            start = ShardPosition.at_timestamp(int(time.time() * 1000))
+        listed = list_shards(self._kinesis(), self.options.stream_name)
+        shards = admit_new_shards(listed, {}, start)
+        run_id = BatchMetadataStore.new_run_id()
+        return _offset(run_id, INITIAL_BATCH, self.options.max_records_per_shard, shards)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadMaxRows(self.options.max_records_per_shard)
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # availableNow reads what arrived up to now; later records wait for the next run.
+        self._cutoff_ms = int(time.time() * 1000)
+
+    def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, Any]:
+        run_id: str = start["run"]
+        batch: int = start["batch"]
+        positions: dict[str, str] = dict(start["shards"])
+        per_shard = self._per_shard_limit(limit)
+        all_caught_up = False
+        if batch != INITIAL_BATCH:
+            store = BatchMetadataStore(self.options.metadata_path, run_id)
+            records = store.read_batch(batch, self._active(positions))
+            for shard_id, record in records.items():
+                if record.closed:
+                    positions[shard_id] = str(ShardPosition.shard_end())
+                elif record.last is not None:
+                    positions[shard_id] = str(ShardPosition.after(record.last))
+            all_caught_up = all(r.caught_up and not r.closed for r in records.values())
+        listed = list_shards(self._kinesis(), self.options.stream_name)
+        admitted = admit_new_shards(listed, positions, ShardPosition.trim_horizon())
+        if set(admitted) != set(positions):
+            return _offset(run_id, batch + 1, per_shard, admitted)
+        if all_caught_up and self._cutoff_ms is not None:
+            return start  # availableNow: everything up to the cut-off is read
+        if all_caught_up and not self._probe(admitted):
+            return start  # nothing new: no empty micro-batch
+        if not self._active(admitted):
+            return start
+        return _offset(run_id, batch + 1, per_shard, admitted)
+
+    def _per_shard_limit(self, limit: ReadLimit) -> int:
+        if isinstance(limit, ReadAllAvailable):
+            return NO_LIMIT
+        if isinstance(limit, ReadMaxRows):
+            return max(1, int(limit.max_rows))
+        return self.options.max_records_per_shard
+
+    @staticmethod
+    def _active(positions: dict[str, str]) -> list[str]:
+        drained = str(ShardPosition.shard_end())
+        return sorted(s for s, p in positions.items() if p != drained)
+
+    def _probe(self, positions: dict[str, str]) -> bool:
+        """Whether any active shard has a record (or an end) past its position.
+
+        One ``GetRecords`` with ``Limit=1`` per shard; the record it sees is read again by
+        the batch, the only read amplification in steady state.
+        """
+        client = self._kinesis()
+        for shard_id in self._active(positions):
+            position = ShardPosition.parse(positions[shard_id])
+            iterator = call_with_backoff(
+                lambda sid=shard_id, pos=position: client.get_shard_iterator(
+                    StreamName=self.options.stream_name, ShardId=sid, **pos.iterator_args()
+                )
+            )["ShardIterator"]
+            response = call_with_backoff(
+                lambda it=iterator: client.get_records(ShardIterator=it, Limit=1)
+            )
+            if response.get("NextShardIterator") is None:
+                return True
+            if response.get("Records") or response.get("MillisBehindLatest", 0) > 0:
+                return True
+        return False
+
+    # -- planning and reading ---------------------------------------------------------------
+
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
+        if start == end:
+            return []
+        run_id: str = end["run"]
+        batch: int = end["batch"]
+        limit: int = end["limit"]
+        positions: dict[str, str] = end["shards"]
+        partitions: list[InputPartition] = []
+        for shard_id in self._active(positions):
+            plan = ShardReadPlan(
+                stream_name=self.options.stream_name,
+                shard_id=shard_id,
+                start=ShardPosition.parse(positions[shard_id]),
+                max_records=None if limit == NO_LIMIT else limit,
+                max_fetch_time_ms=self.options.max_fetch_time_ms,
+                cutoff_ms=self._cutoff_ms,
+                replay=None,
+            )
+            partitions.append(ShardPartition(plan, self.options, run_id, batch))
+        return partitions
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, ShardPartition)
+        opts = partition.options
+        store = BatchMetadataStore(opts.metadata_path, partition.run_id)
+        # Looked up here, not at planning: a retried task, like a restarted query, must
+        # re-read exactly what an earlier attempt recorded.
+        recorded = store.read(partition.batch, partition.plan.shard_id)
+        plan = dataclasses.replace(partition.plan, replay=recorded)
+        client = kinesis_client(opts.region, opts.endpoint_url)
+        reader = ShardReader(client, plan)
+        yield from reader.batches()
+        assert reader.result is not None
+        if recorded is None:
+            store.write(partition.batch, reader.result)
+
+    def commit(self, end: dict[str, Any]) -> None:
+        if end["batch"] != INITIAL_BATCH:
+            BatchMetadataStore(self.options.metadata_path, end["run"]).purge_before(end["batch"])

@@ -1,0 +1,61 @@
+"""Helpers shared by the tests: putting and draining records with plain boto3."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from streamenrich.kinesis.client import list_shards
+
+
+def put_all(client: Any, stream: str, records: Sequence[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """Put (partitionKey, data) records, 500 a call, retrying failed entries; returns results."""
+    results: list[dict[str, Any]] = []
+    for i in range(0, len(records), 500):
+        pending = list(records[i : i + 500])
+        while pending:
+            response = client.put_records(
+                StreamName=stream, Records=[{"PartitionKey": k, "Data": d} for k, d in pending]
+            )
+            retry = []
+            for (key, data), result in zip(pending, response["Records"], strict=True):
+                if result.get("ErrorCode"):
+                    retry.append((key, data))
+                else:
+                    results.append(result)
+            pending = retry
+    return results
+
+
+def wait_active(client: Any, stream: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+        if status["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"stream {stream} not ACTIVE after {timeout_s}s")
+
+
+def drain(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every record in every shard, read with plain boto3 (the oracle for sink tests)."""
+    out: list[dict[str, Any]] = []
+    for shard in list_shards(client, stream):
+        iterator = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            response = client.get_records(ShardIterator=iterator, Limit=10_000)
+            out.extend(response["Records"])
+            if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = response.get("NextShardIterator")
+    return out
+
+
+def multiset(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int]:
+    counts: dict[tuple[str, bytes], int] = {}
+    for pair in pairs:
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
