@@ -59,3 +59,57 @@ def multiset(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int]
     for pair in pairs:
         counts[pair] = counts.get(pair, 0) + 1
     return counts
+
+
+class BatchCollector:
+    """A ``foreachBatch`` target that keeps every micro-batch's rows, by batch id.
+
+    ``fail_on_batch`` makes the given batch raise after its rows were read (and recorded in
+    ``failed``): a crash between the source's read and Spark's commit.
+    """
+
+    def __init__(self, fail_on_batch: int | None = None) -> None:
+        self.batches: dict[int, list[Any]] = {}
+        self.failed: dict[int, list[Any]] = {}
+        self.fail_on_batch = fail_on_batch
+
+    def __call__(self, frame: Any, batch_id: int) -> None:
+        rows = frame.collect()
+        if batch_id == self.fail_on_batch:
+            self.failed[batch_id] = rows
+            self.fail_on_batch = None
+            raise RuntimeError(f"injected crash in batch {batch_id} before commit")
+        self.batches[batch_id] = rows
+
+    @property
+    def rows(self) -> list[Any]:
+        return [row for batch_id in sorted(self.batches) for row in self.batches[batch_id]]
+
+
+def read_stream(spark: Any, options: dict[str, str]) -> Any:
+    reader = spark.readStream.format("kinesis")
+    for key, value in options.items():
+        reader = reader.option(key, value)
+    return reader.load()
+
+
+def run_available_now(
+    spark: Any,
+    options: dict[str, str],
+    checkpoint: str,
+    collector: BatchCollector,
+    timeout_s: float = 300.0,
+) -> Any:
+    """Run an availableNow query into ``collector``; returns the finished query."""
+    query = (
+        read_stream(spark, options)
+        .writeStream.foreachBatch(collector)
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    finished = query.awaitTermination(timeout_s)
+    if not finished:
+        query.stop()
+        raise TimeoutError(f"availableNow query did not stop within {timeout_s}s")
+    return query

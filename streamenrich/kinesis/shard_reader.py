@@ -61,7 +61,7 @@ class ShardReadPlan:
     replay: ShardBatchRecord | None
 
 
-def _arrival_ms(record: dict[str, Any]) -> int:
+def arrival_ms(record: dict[str, Any]) -> int:
     stamp = record.get("ApproximateArrivalTimestamp")
     if isinstance(stamp, datetime):
         return int(stamp.timestamp() * 1000)
@@ -109,7 +109,7 @@ class ShardReader:
             records = response.get("Records", [])
             self._fetched += len(records)
             if plan.cutoff_ms is not None:
-                kept = [r for r in records if _arrival_ms(r) <= plan.cutoff_ms]
+                kept = [r for r in records if arrival_ms(r) <= plan.cutoff_ms]
                 reached_cutoff = len(kept) < len(records)
                 records = kept
             else:

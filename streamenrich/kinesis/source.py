@@ -33,7 +33,7 @@ from streamenrich.kinesis.client import Shard, call_with_backoff, kinesis_client
 from streamenrich.kinesis.metadata import BatchMetadataStore
 from streamenrich.kinesis.options import SourceOptions
 from streamenrich.kinesis.positions import ShardPosition
-from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan
+from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan, arrival_ms
 
 SOURCE_SCHEMA = (
     "data BINARY, streamName STRING, shardId STRING, partitionKey STRING, "
@@ -133,7 +133,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow): 
         batch: int = start["batch"]
         positions: dict[str, str] = dict(start["shards"])
         per_shard = self._per_shard_limit(limit)
-        all_caught_up = False
+        # Nothing read yet: as for a caught-up batch, only a probe tells whether there is data.
+        all_caught_up = True
         if batch != INITIAL_BATCH:
             store = BatchMetadataStore(self.options.metadata_path, run_id)
             records = store.read_batch(batch, self._active(positions))
@@ -147,8 +148,6 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow): 
         admitted = admit_new_shards(listed, positions, ShardPosition.trim_horizon())
         if set(admitted) != set(positions):
             return _offset(run_id, batch + 1, per_shard, admitted)
-        if all_caught_up and self._cutoff_ms is not None:
-            return start  # availableNow: everything up to the cut-off is read
         if all_caught_up and not self._probe(admitted):
             return start  # nothing new: no empty micro-batch
         if not self._active(admitted):
@@ -171,7 +170,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow): 
         """Whether any active shard has a record (or an end) past its position.
 
         One ``GetRecords`` with ``Limit=1`` per shard; the record it sees is read again by
-        the batch, the only read amplification in steady state.
+        the batch, the only read amplification in steady state. Under availableNow a record
+        past the cut-off does not count: that run is done.
         """
         client = self._kinesis()
         for shard_id in self._active(positions):
@@ -186,7 +186,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow): 
             )
             if response.get("NextShardIterator") is None:
                 return True
-            if response.get("Records") or response.get("MillisBehindLatest", 0) > 0:
+            records = response.get("Records", [])
+            if records and self._cutoff_ms is not None:
+                # availableNow: a record that arrived after the cut-off is for the next run.
+                if arrival_ms(records[0]) > self._cutoff_ms:
+                    continue
+                return True
+            if records or response.get("MillisBehindLatest", 0) > 0:
                 return True
         return False
 
