@@ -100,7 +100,7 @@ def find_kinesis_mock() -> Path:
 def _command(engine: Engine, host: str, port: int) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     if engine == "moto":
-        return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)], env
+        return [sys.executable, "-m", "streamenrich.kinesis.moto_server", "-H", host, "-p", str(port)], env
     main_js = find_kinesis_mock()
     node = shutil.which("node")
     if node is None:

@@ -39,6 +39,9 @@ SOURCE_OPTIONS = (
     METADATA_PATH,
 )
 SINK_OPTIONS = (STREAM_NAME, REGION, ENDPOINT_URL)
+# Keys Spark itself puts in a source's or sink's options (``.load(path)``, ``.start(path)``,
+# ``option("checkpointLocation", ...)`` on a writer): not ours to reject.
+SPARK_OWN_OPTIONS = frozenset({"path", "checkpointlocation"})
 
 
 def _lookup(options: Mapping[str, str], key: str) -> str | None:
@@ -93,9 +96,8 @@ def parse_starting_position(raw: str) -> ShardPosition:
 
 
 def _reject_unknown(options: Mapping[str, str], known: tuple[str, ...]) -> None:
-    lowered = {k.lower() for k in known}
-    # Spark adds "path" when .load(path) / .start(path) is used; it is not ours to reject.
-    unknown = sorted(k for k in options if k.lower() not in lowered and k.lower() != "path")
+    lowered = {k.lower() for k in known} | SPARK_OWN_OPTIONS
+    unknown = sorted(k for k in options if k.lower() not in lowered)
     if unknown:
         raise OptionError(f"unknown option '{unknown[0]}'; known options: {', '.join(known)}")
 
