@@ -6,6 +6,7 @@ started here is stopped here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -26,9 +27,9 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_ENDPOINT_URL_KINESIS", None)
 os.environ.pop("AWS_PROFILE", None)
 
-from streamenrich.kinesis.client import kinesis_client  # noqa: E402
-from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis  # noqa: E402
-from tests.support import wait_active  # noqa: E402
+from streamenrich.kinesis.client import kinesis_client
+from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis
+from tests.support import wait_active
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".streamenrich" / "test-logs"
 
@@ -113,10 +114,9 @@ def _stream_factory(endpoint_url: str) -> Iterator[StreamFactory]:
 
     yield make
     for name in created:
-        try:
+        # The server may be gone already; then there is nothing to clean.
+        with contextlib.suppress(Exception):
             client.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-        except Exception:  # the server may be gone already; nothing to clean then
-            pass
 
 
 @pytest.fixture

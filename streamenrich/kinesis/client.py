@@ -5,6 +5,7 @@ Plain boto3, no Spark: the Spark source and sink, the producer and the subscribe
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -127,7 +128,7 @@ def list_shards(client: Any, stream_name: str) -> list[Shard]:
     shards: list[Shard] = []
     kwargs: dict[str, Any] = {"StreamName": stream_name}
     while True:
-        page = call_with_backoff(lambda kw=kwargs: client.list_shards(**kw))
+        page = call_with_backoff(functools.partial(client.list_shards, **kwargs))
         shards.extend(Shard.from_api(item) for item in page.get("Shards", []))
         token = page.get("NextToken")
         if not token:

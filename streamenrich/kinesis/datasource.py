@@ -22,13 +22,13 @@ from streamenrich.kinesis.source import SOURCE_SCHEMA, KinesisStreamReader
 
 
 @dataclass
-class PutCommitMessage(WriterCommitMessage):  # type: ignore[misc]
+class PutCommitMessage(WriterCommitMessage):
     records: int
     calls: int
     retried: int
 
 
-class KinesisDataSource(DataSource):  # type: ignore[misc]
+class KinesisDataSource(DataSource):
     """``spark.readStream.format("kinesis")`` and ``df.writeStream.format("kinesis")``."""
 
     @classmethod
@@ -58,7 +58,7 @@ def _write_partition(options: SinkOptions, batches: Iterator[pa.RecordBatch]) ->
     return PutCommitMessage(publisher.records_written, publisher.calls, publisher.retried_entries)
 
 
-class KinesisStreamWriter(DataSourceStreamArrowWriter):  # type: ignore[misc]
+class KinesisStreamWriter(DataSourceStreamArrowWriter):
     """Each task writes its rows and returns only when all are stored; else the batch fails."""
 
     def __init__(self, options: dict[str, str], schema: StructType) -> None:
@@ -75,7 +75,7 @@ class KinesisStreamWriter(DataSourceStreamArrowWriter):  # type: ignore[misc]
         """Records already stored stay (at-least-once); the replayed batch writes them again."""
 
 
-class KinesisBatchWriter(DataSourceArrowWriter):  # type: ignore[misc]
+class KinesisBatchWriter(DataSourceArrowWriter):
     """``df.write.format("kinesis")``: the same writer for static DataFrames."""
 
     def __init__(self, options: dict[str, str], schema: StructType) -> None:

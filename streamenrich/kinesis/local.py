@@ -100,7 +100,15 @@ def find_kinesis_mock() -> Path:
 def _command(engine: Engine, host: str, port: int) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     if engine == "moto":
-        return [sys.executable, "-m", "streamenrich.kinesis.moto_server", "-H", host, "-p", str(port)], env
+        return [
+            sys.executable,
+            "-m",
+            "streamenrich.kinesis.moto_server",
+            "-H",
+            host,
+            "-p",
+            str(port),
+        ], env
     main_js = find_kinesis_mock()
     node = shutil.which("node")
     if node is None:
@@ -125,7 +133,8 @@ def wait_until_ready(endpoint_url: str, timeout_s: float, process: subprocess.Po
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5),
-        **LOCAL_CREDENTIALS,
+        aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
     )
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None

@@ -16,6 +16,7 @@ Resharding. A shard enters the offset only when every parent still listed has be
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -90,7 +91,7 @@ def admit_new_shards(
     return updated
 
 
-class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):  # type: ignore[misc]
+class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     """Driver-side planning; :meth:`read` runs on the executors."""
 
     def __init__(self, options: dict[str, str]) -> None:
@@ -177,12 +178,15 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow): 
         for shard_id in self._active(positions):
             position = ShardPosition.parse(positions[shard_id])
             iterator = call_with_backoff(
-                lambda sid=shard_id, pos=position: client.get_shard_iterator(
-                    StreamName=self.options.stream_name, ShardId=sid, **pos.iterator_args()
+                functools.partial(
+                    client.get_shard_iterator,
+                    StreamName=self.options.stream_name,
+                    ShardId=shard_id,
+                    **position.iterator_args(),
                 )
             )["ShardIterator"]
             response = call_with_backoff(
-                lambda it=iterator: client.get_records(ShardIterator=it, Limit=1)
+                functools.partial(client.get_records, ShardIterator=iterator, Limit=1)
             )
             if response.get("NextShardIterator") is None:
                 return True

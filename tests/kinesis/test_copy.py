@@ -44,6 +44,5 @@ def test_copy_between_streams_is_exact(
     assert multiset((r["PartitionKey"], r["Data"]) for r in copied) == multiset(records)
     rows = sum(p["numInputRows"] for p in query.recentProgress)
     assert rows == len(records)
-    print(
-        f"copy on {endpoint}: {len(records)} records in {elapsed:.1f}s = {len(records) / elapsed:.0f}/s"
-    )
+    rate = len(records) / elapsed
+    print(f"copy on {endpoint}: {len(records)} records in {elapsed:.1f}s = {rate:.0f}/s")
