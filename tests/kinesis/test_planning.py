@@ -1,0 +1,92 @@
+"""Driver-side planning without Spark: shard admission by lineage, the metadata store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamenrich.kinesis.client import Shard
+from streamenrich.kinesis.errors import MetadataError
+from streamenrich.kinesis.metadata import BatchMetadataStore, ShardBatchRecord
+from streamenrich.kinesis.positions import ShardPosition
+from streamenrich.kinesis.source import admit_new_shards
+
+TH = str(ShardPosition.trim_horizon())
+END = str(ShardPosition.shard_end())
+
+
+def _shard(shard_id: str, *parents: str, closed: bool = False) -> Shard:
+    return Shard(
+        shard_id=shard_id,
+        parent_shard_id=parents[0] if parents else None,
+        adjacent_parent_shard_id=parents[1] if len(parents) > 1 else None,
+        starting_sequence_number="0",
+        ending_sequence_number="99" if closed else None,
+    )
+
+
+# shard 0 split into 2 and 3; shards 3 and 1 merged into 4.
+LINEAGE = [
+    _shard("s0", closed=True),
+    _shard("s1", closed=True),
+    _shard("s2", "s0"),
+    _shard("s3", "s0", closed=True),
+    _shard("s4", "s3", "s1"),
+]
+
+
+def test_a_new_query_starts_at_the_roots_only() -> None:
+    assert admit_new_shards(LINEAGE, {}, ShardPosition.trim_horizon()) == {"s0": TH, "s1": TH}
+
+
+def test_children_wait_until_every_parent_is_drained() -> None:
+    reading = {"s0": "AFTER_SEQUENCE_NUMBER:5", "s1": TH}
+    assert admit_new_shards(LINEAGE, reading, ShardPosition.trim_horizon()) == reading
+
+    s0_done = {"s0": END, "s1": TH}
+    assert admit_new_shards(LINEAGE, s0_done, ShardPosition.trim_horizon()) == {
+        "s0": END,
+        "s1": TH,
+        "s2": TH,
+        "s3": TH,
+    }
+    # s4 needs both s3 and s1 drained.
+    s3_done = {"s0": END, "s1": TH, "s2": TH, "s3": END}
+    assert "s4" not in admit_new_shards(LINEAGE, s3_done, ShardPosition.trim_horizon())
+    both = {"s0": END, "s1": END, "s2": TH, "s3": END}
+    assert admit_new_shards(LINEAGE, both, ShardPosition.trim_horizon())["s4"] == TH
+
+
+def test_drained_shards_past_retention_are_forgotten() -> None:
+    listed = [s for s in LINEAGE if s.shard_id not in ("s0", "s1", "s3")]
+    positions = {"s0": END, "s1": END, "s2": "AFTER_SEQUENCE_NUMBER:9", "s3": END, "s4": TH}
+    assert admit_new_shards(listed, positions, ShardPosition.trim_horizon()) == {
+        "s2": "AFTER_SEQUENCE_NUMBER:9",
+        "s4": TH,
+    }
+
+
+def test_metadata_round_trip_and_purge(tmp_path: Path) -> None:
+    store = BatchMetadataStore(str(tmp_path), "run-1")
+    record = ShardBatchRecord("s0", "10", "19", 10, True, False, 11)
+    for batch in range(4):
+        store.write(batch, record)
+    assert store.read(2, "s0") == record
+    assert store.read(2, "s9") is None
+    store.purge_before(2)
+    assert store.read(1, "s0") is None
+    assert store.read_batch(3, ["s0"]) == {"s0": record}
+    other_run = BatchMetadataStore(str(tmp_path), "run-2")
+    assert other_run.read(3, "s0") is None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_missing_or_corrupt_metadata_fails_loudly(tmp_path: Path) -> None:
+    store = BatchMetadataStore(str(tmp_path), "run")
+    with pytest.raises(MetadataError, match="no end position for shard s0 in batch 0"):
+        store.read_batch(0, ["s0"])
+    (tmp_path / "run" / "0").mkdir(parents=True)
+    (tmp_path / "run" / "0" / "s0.json").write_text("{not json")
+    with pytest.raises(MetadataError, match="unreadable shard record"):
+        store.read(0, "s0")
