@@ -66,17 +66,18 @@ def kinesis_client(
     region: str | None = None,
     endpoint_url: str | None = None,
     *,
-    max_attempts: int = 4,
+    retries: int = 4,
     read_timeout_s: float = 30.0,
 ) -> Any:
     """A boto3 Kinesis client.
 
     Credentials come from the standard chain (environment, profile, instance or task role);
     they are never passed through Spark options. botocore's ``standard`` retry mode retries
-    throttling and network errors a few times before the caller's own backoff takes over.
+    throttling and network errors ``retries`` times (5 attempts in all by default) before the
+    caller's own backoff takes over.
     """
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "max_attempts": retries},
         connect_timeout=10,
         read_timeout=read_timeout_s,
         max_pool_connections=32,
@@ -119,14 +120,17 @@ class Shard:
         )
 
 
-def list_shards(client: Any, stream_name: str) -> list[Shard]:
+def list_shards(client: Any, stream_name: str, *, page_size: int | None = None) -> list[Shard]:
     """Every shard of the stream (open and closed within retention), sorted by shard id.
 
     ``ListShards`` pages with ``NextToken``; a call that carries ``NextToken`` must not carry
-    ``StreamName`` (the API rejects both together).
+    ``StreamName`` (the API rejects both together). ``page_size`` sets ``MaxResults``
+    (AWS's default page is up to 1,000 shards).
     """
     shards: list[Shard] = []
     kwargs: dict[str, Any] = {"StreamName": stream_name}
+    if page_size is not None:
+        kwargs["MaxResults"] = page_size
     while True:
         page = call_with_backoff(functools.partial(client.list_shards, **kwargs))
         shards.extend(Shard.from_api(item) for item in page.get("Shards", []))
@@ -134,6 +138,8 @@ def list_shards(client: Any, stream_name: str) -> list[Shard]:
         if not token:
             break
         kwargs = {"NextToken": token}
+        if page_size is not None:
+            kwargs["MaxResults"] = page_size
     return sorted(shards, key=lambda s: s.shard_id)
 
 
