@@ -61,7 +61,7 @@ def _list_shards_by_token_alone() -> None:
                 streams_by_token[token] = (stream_arn, stream_name)
         return shards, token
 
-    models.KinesisBackend.list_shards = list_shards  # type: ignore[method-assign]
+    models.KinesisBackend.list_shards = list_shards  # type: ignore[method-assign,assignment]
 
 
 def main() -> None:
