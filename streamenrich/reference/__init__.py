@@ -1,0 +1,1 @@
+"""The reference registry: RUT handling, loading, generation and validation."""
