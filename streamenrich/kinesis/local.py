@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 import boto3
 from botocore.config import Config
@@ -127,7 +127,15 @@ def _command(engine: Engine, host: str, port: int) -> tuple[list[str], dict[str,
     return [node, str(main_js)], env
 
 
-def wait_until_ready(endpoint_url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+class Pollable(Protocol):
+    """What readiness checks need of a process: ``Popen`` or a probe of a recorded pid."""
+
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+def wait_until_ready(endpoint_url: str, timeout_s: float, process: Pollable) -> None:
     client = boto3.client(
         "kinesis",
         endpoint_url=endpoint_url,
