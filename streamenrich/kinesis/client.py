@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from streamenrich.kinesis.errors import OptionError
+from streamenrich.kinesis.errors import KinesisCallError, OptionError
 
 # Error codes that mean "slow down and try again". Anything else fails loudly.
 THROTTLING_CODES = frozenset(
@@ -37,6 +37,18 @@ def error_code(exc: BaseException) -> str | None:
         code = exc.response.get("Error", {}).get("Code")
         return str(code) if code else None
     return None
+
+
+def describe_failure(
+    operation: str, stream_name: str, exc: ClientError, shard_id: str | None = None
+) -> str:
+    """``GetRecords on stream 's' shard x failed: Code: message``: what a failed batch says."""
+    error = exc.response.get("Error", {})
+    where = f"stream {stream_name!r}" + (f" shard {shard_id}" if shard_id else "")
+    return (
+        f"{operation} on {where} failed: "
+        f"{error.get('Code', 'Unknown')}: {error.get('Message', str(exc))}"
+    )
 
 
 def resolve_region(region: str | None) -> str:
@@ -132,7 +144,10 @@ def list_shards(client: Any, stream_name: str, *, page_size: int | None = None) 
     if page_size is not None:
         kwargs["MaxResults"] = page_size
     while True:
-        page = call_with_backoff(functools.partial(client.list_shards, **kwargs))
+        try:
+            page = call_with_backoff(functools.partial(client.list_shards, **kwargs))
+        except ClientError as exc:
+            raise KinesisCallError(describe_failure("ListShards", stream_name, exc)) from exc
         shards.extend(Shard.from_api(item) for item in page.get("Shards", []))
         token = page.get("NextToken")
         if not token:

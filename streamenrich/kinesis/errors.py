@@ -19,7 +19,11 @@ class SchemaError(KinesisError, ValueError):
     """The DataFrame given to the sink has a column the sink does not accept."""
 
 
-class ShardReadError(KinesisError):
+class KinesisCallError(KinesisError):
+    """A Kinesis API call failed with an error that is not transient (or stayed throttled)."""
+
+
+class ShardReadError(KinesisCallError):
     """Reading a shard failed with an error that is not transient."""
 
 

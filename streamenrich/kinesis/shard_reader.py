@@ -20,6 +20,7 @@ from streamenrich.kinesis.client import (
     EXPIRED_ITERATOR_CODE,
     THROTTLING_CODES,
     backoff_delay,
+    describe_failure,
     error_code,
 )
 from streamenrich.kinesis.errors import MetadataError, ShardReadError
@@ -128,7 +129,10 @@ class ShardReader:
             if next_iterator is None:
                 caught_up = closed = True
                 break
-            if response.get("MillisBehindLatest", 0) == 0:
+            # MillisBehindLatest is a time difference: it is 0 too while records that share
+            # the arrival millisecond of the last one returned still wait (one PutRecords
+            # burst), so a full page is never taken for the tip.
+            if response.get("MillisBehindLatest", 0) == 0 and len(records) < limit:
                 caught_up = True
                 break
             if (remaining is not None and remaining <= 0) or self._clock() >= deadline:
@@ -231,11 +235,7 @@ class ShardReader:
 
     def _fail(self, operation: str, exc: ClientError) -> ShardReadError:
         plan = self._plan
-        error = exc.response.get("Error", {})
-        return ShardReadError(
-            f"{operation} on stream {plan.stream_name!r} shard {plan.shard_id} failed: "
-            f"{error.get('Code', 'Unknown')}: {error.get('Message', str(exc))}"
-        )
+        return ShardReadError(describe_failure(operation, plan.stream_name, exc, plan.shard_id))
 
     def _to_arrow(self, records: list[dict[str, Any]]) -> pa.RecordBatch:
         plan = self._plan

@@ -1,7 +1,8 @@
 """The ``kinesis`` Spark Structured Streaming source (Python Data Source API, Spark 4.2+).
 
-Offsets. A Spark offset here is ``{"batch": k, "limit": n, "run": id, "shards": {shardId:
-position}}``: the positions where batch ``k`` starts, not where it ends. The executors read
+Offsets. A Spark offset here is ``{"batch": k, "limit": n, "run": id, "shards":
+{shardId: position}, "start": position}``: the positions where batch ``k`` starts, not
+where it ends (``start`` is where shards that join later begin). The executors read
 each shard from its start until a limit and write where they stopped to the metadata store
 (:mod:`streamenrich.kinesis.metadata`). The next ``latestOffset`` reads those ends to form
 batch ``k+1``'s starts. A replayed batch (a crash between read and commit) finds its ends
@@ -22,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+from botocore.exceptions import ClientError
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import (
     ReadAllAvailable,
@@ -30,7 +32,14 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
-from streamenrich.kinesis.client import Shard, call_with_backoff, kinesis_client, list_shards
+from streamenrich.kinesis.client import (
+    Shard,
+    call_with_backoff,
+    describe_failure,
+    kinesis_client,
+    list_shards,
+)
+from streamenrich.kinesis.errors import ShardReadError
 from streamenrich.kinesis.metadata import BatchMetadataStore
 from streamenrich.kinesis.options import SourceOptions
 from streamenrich.kinesis.positions import ShardPosition
@@ -57,13 +66,17 @@ class ShardPartition(InputPartition):
         self.batch = batch
 
 
-def _offset(run_id: str, batch: int, limit: int, shards: dict[str, str]) -> dict[str, Any]:
-    # Keys sorted: Spark stores the JSON as given and compares offsets by it.
+def _offset(
+    run_id: str, batch: int, limit: int, shards: dict[str, str], start: ShardPosition
+) -> dict[str, Any]:
+    # Keys sorted: Spark stores the JSON as given and compares offsets by it. "start" is the
+    # query's resolved starting position, where shards that join later begin.
     return {
         "batch": batch,
         "limit": limit,
         "run": run_id,
         "shards": {shard_id: shards[shard_id] for shard_id in sorted(shards)},
+        "start": str(start),
     }
 
 
@@ -120,7 +133,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         listed = list_shards(self._kinesis(), self.options.stream_name)
         shards = admit_new_shards(listed, {}, start)
         run_id = BatchMetadataStore.new_run_id()
-        return _offset(run_id, INITIAL_BATCH, self.options.max_records_per_shard, shards)
+        return _offset(run_id, INITIAL_BATCH, self.options.max_records_per_shard, shards, start)
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.options.max_records_per_shard)
@@ -146,14 +159,18 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     positions[shard_id] = str(ShardPosition.after(record.last))
             all_caught_up = all(r.caught_up and not r.closed for r in records.values())
         listed = list_shards(self._kinesis(), self.options.stream_name)
-        admitted = admit_new_shards(listed, positions, ShardPosition.trim_horizon())
+        # A shard that joins later starts where the query started (TRIM_HORIZON, or the
+        # pinned LATEST / AT_TIMESTAMP time): a child split off before that point holds
+        # records the query must not deliver.
+        child_start = ShardPosition.parse(start["start"])
+        admitted = admit_new_shards(listed, positions, child_start)
         if set(admitted) != set(positions):
-            return _offset(run_id, batch + 1, per_shard, admitted)
+            return _offset(run_id, batch + 1, per_shard, admitted, child_start)
         if all_caught_up and not self._probe(admitted):
             return start  # nothing new: no empty micro-batch
         if not self._active(admitted):
             return start
-        return _offset(run_id, batch + 1, per_shard, admitted)
+        return _offset(run_id, batch + 1, per_shard, admitted, child_start)
 
     def _per_shard_limit(self, limit: ReadLimit) -> int:
         if isinstance(limit, ReadAllAvailable):
@@ -174,20 +191,12 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         the batch, the only read amplification in steady state. Under availableNow a record
         past the cut-off does not count: that run is done.
         """
-        client = self._kinesis()
         for shard_id in self._active(positions):
-            position = ShardPosition.parse(positions[shard_id])
-            iterator = call_with_backoff(
-                functools.partial(
-                    client.get_shard_iterator,
-                    StreamName=self.options.stream_name,
-                    ShardId=shard_id,
-                    **position.iterator_args(),
-                )
-            )["ShardIterator"]
-            response = call_with_backoff(
-                functools.partial(client.get_records, ShardIterator=iterator, Limit=1)
-            )
+            try:
+                response = self._probe_shard(shard_id, ShardPosition.parse(positions[shard_id]))
+            except ClientError as exc:
+                message = describe_failure("probe", self.options.stream_name, exc, shard_id)
+                raise ShardReadError(message) from exc
             if response.get("NextShardIterator") is None:
                 return True
             records = response.get("Records", [])
@@ -199,6 +208,21 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if records or response.get("MillisBehindLatest", 0) > 0:
                 return True
         return False
+
+    def _probe_shard(self, shard_id: str, position: ShardPosition) -> dict[str, Any]:
+        client = self._kinesis()
+        iterator = call_with_backoff(
+            functools.partial(
+                client.get_shard_iterator,
+                StreamName=self.options.stream_name,
+                ShardId=shard_id,
+                **position.iterator_args(),
+            )
+        )["ShardIterator"]
+        response: dict[str, Any] = call_with_backoff(
+            functools.partial(client.get_records, ShardIterator=iterator, Limit=1)
+        )
+        return response
 
     # -- planning and reading ---------------------------------------------------------------
 
