@@ -51,6 +51,41 @@ def describe_failure(
     )
 
 
+# Server-side codes that mean "try again later" (beyond throttling).
+SERVER_BUSY_CODES = frozenset(
+    {"InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"}
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is worth a retry: throttling, a busy
+    service, or the network. Everything else (denied, not found, bad input) is final.
+    """
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    network = (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+        ConnectionError,
+        TimeoutError,
+    )
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = error_code(exc)
+        if code in THROTTLING_CODES or code in SERVER_BUSY_CODES or isinstance(exc, network):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def resolve_region(region: str | None) -> str:
     """The region to use: the option, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
 

@@ -33,3 +33,28 @@ def test_client_honours_the_standard_endpoint_variable(
     assert client.meta.endpoint_url == moto_endpoint
     assert [s.shard_id for s in list_shards(client, stream)] == ["shardId-000000000000"]
     assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+
+
+def test_transient_errors_are_told_apart_from_final_ones() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from streamenrich.kinesis.client import is_transient
+    from streamenrich.kinesis.errors import KinesisCallError
+
+    def client_error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "m"}}, "PutRecords")
+
+    assert is_transient(client_error("ProvisionedThroughputExceededException"))
+    assert is_transient(client_error("ServiceUnavailable"))
+    assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    assert not is_transient(client_error("AccessDeniedException"))
+    assert not is_transient(client_error("ResourceNotFoundException"))
+    assert not is_transient(ValueError("bad"))
+    assert not is_transient(None)
+    try:
+        try:
+            raise client_error("LimitExceededException")
+        except ClientError as exc:
+            raise KinesisCallError("ListShards failed") from exc
+    except KinesisCallError as wrapped:
+        assert is_transient(wrapped)
