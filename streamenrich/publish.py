@@ -80,3 +80,23 @@ def publish_events(
         retried_entries=publisher.retried_entries,
         seconds=clock() - started,
     )
+
+
+def registry_ruts(path: str) -> list[str]:
+    """The canonical RUTs of a registry file (CSV or Parquet), without Spark.
+
+    The producer draws its "known" people from them. Invalid RUTs are skipped here: the
+    registry's validation is where they are reported.
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from streamenrich.reference.rut import normalize_rut
+
+    if path.endswith(".parquet"):
+        column = pq.read_table(path, columns=["rut"]).column("rut")
+    else:
+        options = pa_csv.ConvertOptions(include_columns=["rut"], column_types={"rut": "string"})
+        column = pa_csv.read_csv(path, convert_options=options).column("rut")
+    canonical = (normalize_rut(v) for v in column.to_pylist())
+    return [rut for rut in canonical if rut is not None]

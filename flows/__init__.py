@@ -1,0 +1,1 @@
+"""Prefect flows: which steps run, in what order, with which parameters."""

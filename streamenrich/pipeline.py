@@ -1,0 +1,236 @@
+"""The streaming enrichment job: Kinesis source -> enrich -> output and dead-letter streams.
+
+One Structured Streaming query with ``foreachBatch``: each micro-batch is read from Kinesis
+once (persisted), enriched, its matches written to the output stream and its rejects to the
+dead-letter stream, then counted. The four bucket counts must add up to the records read,
+or the batch fails: nothing is lost without a loud error.
+
+>>> job = EnrichmentJob(spark, streams, registry, rules, checkpoint_dir="/tmp/cp")
+... # doctest: +SKIP
+>>> report = job.run("available_now")                                   # doctest: +SKIP
+>>> report.totals, report.records_read                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from streamenrich.enrich import BUCKETS, RuleSet, enrich
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Mode = Literal["available_now", "continuous"]
+# Latencies are counted in buckets of this width (the percentiles' resolution).
+LATENCY_BUCKET_MS = 10
+
+
+class AccountingError(RuntimeError):
+    """The bucket counts of a micro-batch do not add up to the records it read."""
+
+
+class EnrichmentFailed(RuntimeError):
+    """The streaming query stopped with an error (the message carries Spark's)."""
+
+
+@dataclass(frozen=True)
+class StreamNames:
+    input: str
+    output: str
+    dead_letter: str
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    batch_id: int
+    read: int
+    counts: dict[str, int]
+    seconds: float
+
+
+@dataclass
+class EnrichmentReport:
+    """What a run did: per-batch counts, totals, throughput and latency percentiles."""
+
+    mode: str
+    batches: list[BatchCounts] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    latency_histogram: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def records_read(self) -> int:
+        return sum(b.read for b in self.batches)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {name: sum(b.counts[name] for b in self.batches) for name in BUCKETS}
+
+    @property
+    def balanced(self) -> bool:
+        return sum(self.totals.values()) == self.records_read
+
+    @property
+    def records_per_s(self) -> float:
+        busy = sum(b.seconds for b in self.batches)
+        return self.records_read / busy if busy > 0 else 0.0
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """Arrival in the input stream -> written to the output, at ``quantile`` (0..1)."""
+        total = sum(self.latency_histogram.values())
+        if total == 0:
+            return None
+        rank = max(1, math.ceil(quantile * total))
+        seen = 0
+        for bucket in sorted(self.latency_histogram):
+            seen += self.latency_histogram[bucket]
+            if seen >= rank:
+                return float((bucket + 1) * LATENCY_BUCKET_MS)
+        raise AssertionError("unreachable")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "micro_batches": len(self.batches),
+            "records_read": self.records_read,
+            **self.totals,
+            "balanced": self.balanced,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "records_per_s": round(self.records_per_s, 1),
+            "latency_p50_ms": self.latency_ms(0.50),
+            "latency_p95_ms": self.latency_ms(0.95),
+            "latency_p99_ms": self.latency_ms(0.99),
+            "latency_max_ms": self.latency_ms(1.0),
+        }
+
+
+class EnrichmentJob:
+    """Builds and runs the query; safe to run several times on one checkpoint."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        streams: StreamNames,
+        registry: DataFrame,
+        rules: RuleSet,
+        *,
+        checkpoint_dir: str | Path,
+        metadata_path: str | Path | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_records_per_shard: int = 10_000,
+        max_fetch_time_ms: int = 1_000,
+    ) -> None:
+        self.spark = spark
+        self.streams = streams
+        self.registry = registry.cache()
+        self.rules = rules
+        self.checkpoint_dir = str(checkpoint_dir)
+        self.metadata_path = str(metadata_path or Path(checkpoint_dir) / "kinesis-metadata")
+        self._aws = {k: v for k, v in (("endpointUrl", endpoint_url), ("region", region)) if v}
+        self._limits = {
+            "maxRecordsPerShard": str(max_records_per_shard),
+            "maxFetchTimeMs": str(max_fetch_time_ms),
+        }
+        self._report = EnrichmentReport(mode="")
+        self._lock = threading.Lock()
+
+    def source(self) -> DataFrame:
+        reader = self.spark.readStream.format("kinesis").option("streamName", self.streams.input)
+        options = {**self._aws, **self._limits, "metadataPath": self.metadata_path}
+        for key, value in options.items():
+            reader = reader.option(key, value)
+        return reader.load()
+
+    def _write(self, frame: DataFrame, stream: str) -> None:
+        writer = frame.write.format("kinesis").option("streamName", stream).mode("append")
+        for key, value in self._aws.items():
+            writer = writer.option(key, value)
+        writer.save()
+
+    def process_batch(self, frame: DataFrame, batch_id: int) -> None:
+        """One micro-batch: enrich, publish, count, check that the counts add up."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        batch = frame.persist(StorageLevel.MEMORY_AND_DISK)  # read from Kinesis once
+        try:
+            now = F.lit(datetime.now(UTC)).cast("timestamp")
+            out = enrich(batch, self.registry, self.rules, processed_at=now)
+            self._write(out.matched.select("partitionKey", "data"), self.streams.output)
+            self._write(out.dead_letter.select("partitionKey", "data"), self.streams.dead_letter)
+            written_ms = int(time.time() * 1000)
+            labelled = [df.select(F.lit(name).alias("bucket")) for name, df in out.frames().items()]
+            union = labelled[0]
+            for other in labelled[1:]:
+                union = union.unionAll(other)
+            counts = {name: 0 for name in BUCKETS}
+            counts.update({r.bucket: r["count"] for r in union.groupBy("bucket").count().collect()})
+            arrival_ms = F.unix_millis(F.col("approximateArrivalTimestamp"))
+            bucket = F.floor((F.lit(written_ms) - arrival_ms) / LATENCY_BUCKET_MS).cast("int")
+            histogram = {
+                int(r.b): int(r["count"])
+                for r in batch.select(bucket.alias("b")).groupBy("b").count().collect()
+            }
+        finally:
+            batch.unpersist()
+        read = sum(histogram.values())
+        if sum(counts.values()) != read:
+            raise AccountingError(
+                f"batch {batch_id}: read {read} records but buckets hold {counts} "
+                f"({sum(counts.values())})"
+            )
+        with self._lock:
+            self._report.batches.append(
+                BatchCounts(batch_id, read, counts, time.monotonic() - started)
+            )
+            self._report.latency_histogram.update({max(k, 0): v for k, v in histogram.items()})
+
+    def run(
+        self,
+        mode: Mode = "available_now",
+        *,
+        run_seconds: float = 60.0,
+        trigger_interval_ms: int = 500,
+        timeout_s: float = 1_800.0,
+    ) -> EnrichmentReport:
+        """Run the query and return its report; raise :class:`EnrichmentFailed` on error.
+
+        ``available_now`` processes what is in the stream and stops (bounded by
+        ``timeout_s``); ``continuous`` runs micro-batches for ``run_seconds`` then stops.
+        """
+        if mode not in ("available_now", "continuous"):
+            raise ValueError(f"mode must be 'available_now' or 'continuous', got {mode!r}")
+        self._report = EnrichmentReport(mode=mode)
+        writer = (
+            self.source()
+            .writeStream.foreachBatch(self.process_batch)
+            .option("checkpointLocation", self.checkpoint_dir)
+            .queryName(f"enrich-{self.streams.input}-{int(time.time())}")
+        )
+        if mode == "available_now":
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{trigger_interval_ms} milliseconds")
+        started = time.monotonic()
+        query = writer.start()
+        try:
+            bound = timeout_s if mode == "available_now" else run_seconds
+            finished = query.awaitTermination(max(1, math.ceil(bound)))
+            if mode == "available_now" and not finished:
+                raise EnrichmentFailed(f"available_now run did not finish within {timeout_s}s")
+        finally:
+            if query.isActive:
+                query.stop()
+        self._report.elapsed_s = time.monotonic() - started
+        error = query.exception()
+        if error is not None:
+            raise EnrichmentFailed(f"enrichment query failed: {error}")
+        return self._report
