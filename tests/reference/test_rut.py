@@ -42,7 +42,7 @@ INVALID = [
     "1" * 40 + "-5",
     "00000000-0",
     "12345678-5 x",
-    "１２３４５６７８-5",  # full-width digits are not ASCII digits
+    "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18-5",  # full-width digits
 ]
 
 
