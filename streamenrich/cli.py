@@ -1,6 +1,7 @@
 """The ``streamenrich`` command line: ``streamenrich <group> <command> [options]``.
 
-Groups so far: ``reference`` (``generate``, ``validate``). A group is a function that adds its
+Groups: ``reference`` (``generate``, ``validate``), ``local`` (``up``, ``down``, ``status``),
+``produce`` and ``subscribe``. A group is a function that adds its
 sub-parser and sets a ``handler`` on each command (``handler(args) -> exit code``); list it
 in :data:`COMMAND_GROUPS`. Handlers import what they need, so ``--help`` stays fast.
 
@@ -61,8 +62,16 @@ def add_reference_commands(groups: SubParsers) -> None:
     validate.set_defaults(handler=_validate)
 
 
+def _more_groups() -> list[Callable[[SubParsers], None]]:
+    from streamenrich.commands.local import add_local_commands
+    from streamenrich.commands.streams import add_stream_commands
+
+    return [add_local_commands, add_stream_commands]
+
+
 COMMAND_GROUPS: list[Callable[[SubParsers], None]] = [
     add_reference_commands,
+    *_more_groups(),
 ]
 
 

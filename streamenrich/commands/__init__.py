@@ -1,0 +1,1 @@
+"""Command groups of the ``streamenrich`` CLI beyond ``reference``."""
