@@ -163,7 +163,8 @@ class EnrichmentJob:
         batch = frame.persist(StorageLevel.MEMORY_AND_DISK)  # read from Kinesis once
         try:
             now = F.lit(datetime.now(UTC)).cast("timestamp")
-            out = enrich(batch, self.registry, self.rules, processed_at=now)
+            # One parse, join and rule pass shared by the writes and the counts.
+            out = enrich(batch, self.registry, self.rules, processed_at=now, persist=True)
             self._write(out.matched.select("partitionKey", "data"), self.streams.output)
             self._write(out.dead_letter.select("partitionKey", "data"), self.streams.dead_letter)
             written_ms = int(time.time() * 1000)
@@ -179,6 +180,7 @@ class EnrichmentJob:
                 int(r.b): int(r["count"])
                 for r in batch.select(bucket.alias("b")).groupBy("b").count().collect()
             }
+            out.unpersist()
         finally:
             batch.unpersist()
         read = sum(histogram.values())
