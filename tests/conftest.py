@@ -133,3 +133,13 @@ def moto_stream(moto_endpoint: str) -> Iterator[StreamFactory]:
 @pytest.fixture
 def kinesis_mock_stream(kinesis_mock_endpoint: str) -> Iterator[StreamFactory]:
     yield from _stream_factory(kinesis_mock_endpoint)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server (SQLite) for every in-process flow test."""
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
