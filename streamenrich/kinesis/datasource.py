@@ -58,8 +58,8 @@ def _write_partition(options: SinkOptions, batches: Iterator[pa.RecordBatch]) ->
     return PutCommitMessage(publisher.records_written, publisher.calls, publisher.retried_entries)
 
 
-class KinesisStreamWriter(DataSourceStreamArrowWriter):
-    """Each task writes its rows and returns only when all are stored; else the batch fails."""
+class _PutRecordsWriter:
+    """What both writers share: options and schema checked on the driver, rows put per task."""
 
     def __init__(self, options: dict[str, str], schema: StructType) -> None:
         self.options = SinkOptions.parse(options)
@@ -67,6 +67,10 @@ class KinesisStreamWriter(DataSourceStreamArrowWriter):
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> PutCommitMessage:
         return _write_partition(self.options, iterator)
+
+
+class KinesisStreamWriter(_PutRecordsWriter, DataSourceStreamArrowWriter):
+    """Each task writes its rows and returns only when all are stored; else the batch fails."""
 
     def commit(self, messages: list[Any], batchId: int) -> None:
         """Nothing to finish: every record was stored before its task succeeded."""
@@ -75,12 +79,5 @@ class KinesisStreamWriter(DataSourceStreamArrowWriter):
         """Records already stored stay (at-least-once); the replayed batch writes them again."""
 
 
-class KinesisBatchWriter(DataSourceArrowWriter):
+class KinesisBatchWriter(_PutRecordsWriter, DataSourceArrowWriter):
     """``df.write.format("kinesis")``: the same writer for static DataFrames."""
-
-    def __init__(self, options: dict[str, str], schema: StructType) -> None:
-        self.options = SinkOptions.parse(options)
-        check_sink_schema((f.name, f.dataType.typeName()) for f in schema.fields)
-
-    def write(self, iterator: Iterator[pa.RecordBatch]) -> PutCommitMessage:
-        return _write_partition(self.options, iterator)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 PositionKind = Literal[
     "TRIM_HORIZON",
@@ -23,14 +23,7 @@ PositionKind = Literal[
     "SHARD_END",
 ]
 
-_KINDS: tuple[str, ...] = (
-    "TRIM_HORIZON",
-    "LATEST",
-    "AT_TIMESTAMP",
-    "AT_SEQUENCE_NUMBER",
-    "AFTER_SEQUENCE_NUMBER",
-    "SHARD_END",
-)
+_KINDS: tuple[str, ...] = get_args(PositionKind)
 
 
 @dataclass(frozen=True)
