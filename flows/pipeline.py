@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.provision import provision_streams
+from tasks.credentials import use_aws_credentials
 from tasks.enrichment import run_enrichment
 from tasks.produce import produce_events as produce_events_task
 from tasks.reference import validate_reference
@@ -27,14 +28,17 @@ def enrichment_pipeline(
     produce_events: int = 0,
     spark_master: str = "local[*]",
     timeout_s: float = 1_800.0,
+    aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline once; fails if the registry is invalid (nothing is enriched then).
 
     With ``produce_events`` > 0 a synthetic producer publishes that many events: in
     ``continuous`` mode at the same time as the enrichment, in ``available_now`` mode just
-    before it (so that the run sees them).
+    before it (so that the run sees them). ``aws_credentials_block`` names an optional
+    prefect-aws ``AwsCredentials`` block; without it the standard credential chain is used.
     """
     logger = get_run_logger()
+    use_aws_credentials(aws_credentials_block)
     provision_streams(input_stream, output_stream, dead_letter_stream, shards)
     validation = validate_reference(reference_path)
     enrichment_args = dict(

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.credentials import use_aws_credentials
 from tasks.produce import produce_events
 
 
@@ -19,8 +20,10 @@ def produce_events_flow(
     unknown_share: float = 0.1,
     malformed_share: float = 0.05,
     seed: int = 0,
+    aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """``count`` events, or ``rate_per_s`` for ``duration_s`` (set ``count`` to null)."""
+    use_aws_credentials(aws_credentials_block)
     return produce_events(
         stream,
         reference_path,
