@@ -88,15 +88,15 @@ def test_a_group_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_other_groups_plug_in_through_command_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    def add_local(groups: cli.SubParsers) -> None:
-        local = groups.add_parser("local").add_subparsers(dest="command", required=True)
-        local.add_parser("up").set_defaults(handler=lambda args: 7)
+    def add_extra(groups: cli.SubParsers) -> None:
+        extra = groups.add_parser("extra").add_subparsers(dest="command", required=True)
+        extra.add_parser("go").set_defaults(handler=lambda args: 7)
 
-    monkeypatch.setattr(cli, "COMMAND_GROUPS", [*cli.COMMAND_GROUPS, add_local])
-    assert cli.main(["local", "up"]) == 7
+    monkeypatch.setattr(cli, "COMMAND_GROUPS", [*cli.COMMAND_GROUPS, add_extra])
+    assert cli.main(["extra", "go"]) == 7
     parser = cli.build_parser()
     groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert sorted(groups.choices) == ["local", "reference"]
+    assert sorted(groups.choices) == ["extra", "local", "produce", "reference", "subscribe"]
 
 
 def test_installed_entry_point_runs(tmp_path: Path) -> None:
