@@ -5,7 +5,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 
-.PHONY: install demo up down status test test-fast lint clean
+.PHONY: install demo up down status test test-fast bench lint clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -40,6 +40,9 @@ test: install  ## the whole suite, slow tests included
 
 test-fast: install  ## skip the slow tests
 	$(UV) run pytest -m "not slow"
+
+bench: install  ## every benchmark; JSON and charts in benchmarks/results/
+	$(UV) run python benchmarks/run.py --out benchmarks/results/latest.json
 
 lint: install
 	$(UV) run ruff check .

@@ -1,0 +1,1 @@
+"""Performance benchmarks; run them all with ``uv run python benchmarks/run.py --out FILE``."""

@@ -1,0 +1,125 @@
+"""Job ``throughput``: the pipeline against two baselines, each draining the same input stream.
+
+N events (about 20% matching) are preloaded into a 4-shard stream; then, in one process and
+one run, each contender reads all of it and writes its matches to an output stream of its own:
+
+- ``raw_copy_rps``: plain boto3, every shard drained in parallel, the matched records (known
+  in advance) copied with PutRecords; no enrichment (:mod:`benchmarks.raw_copy`);
+- ``naive_rps``: a first-tutorial consumer (:mod:`benchmarks.naive_enricher`);
+- ``pipeline_rps``: ``EnrichmentJob`` in ``available_now`` mode with default settings, records
+  over the time spent in micro-batches; ``pipeline_total_s`` is from before the Spark session
+  starts to the end of the run.
+
+``read_amplification`` is records fetched from Kinesis (counted at the wire by a
+``KinesisProxy`` between a second pipeline run and moto) over records delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.endpoint import LocalEndpoint
+from benchmarks.job_cli import ratio, run_job
+from benchmarks.naive_enricher import enrich_stream, people_by_rut
+from benchmarks.pipeline_run import PipelineBench
+from benchmarks.raw_copy import copy_matched
+from benchmarks.sizes import Sizes
+from benchmarks.workload import build_workload, expected_buckets, preload, registry_rows
+from tests.kinesis.proxy import KinesisProxy
+
+
+def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    workload, table = build_workload(
+        work, sizes.throughput_registry_rows, sizes.throughput_events, sizes.target_matched_share
+    )
+    rows = registry_rows(table)
+    buckets = expected_buckets(workload.events, rows)
+    expected = Counter(buckets)
+    selected = frozenset(
+        data
+        for (_, data), bucket in zip(workload.events, buckets, strict=True)
+        if bucket == "matched"
+    )
+    with LocalEndpoint.start() as endpoint:
+        source = endpoint.new_stream("events", sizes.throughput_shards)
+        loaded = preload(endpoint.client, source, workload.events)
+
+        raw_target = endpoint.new_stream("raw-copy", sizes.throughput_shards)
+        raw = copy_matched(endpoint.new_client, source, raw_target, selected)
+        endpoint.delete_stream(raw_target)
+
+        started = time.perf_counter()
+        people = people_by_rut(registry_rows(table))
+        naive_load_s = time.perf_counter() - started
+        naive_target = endpoint.new_stream("naive", sizes.throughput_shards)
+        naive = enrich_stream(endpoint.new_client(), source, naive_target, people)
+        endpoint.delete_stream(naive_target)
+
+        started = time.perf_counter()
+        bench = PipelineBench(endpoint, work, workload.registry_path)
+        job = bench.job(source)
+        cold = bench.run(job)
+        pipeline_total_s = time.perf_counter() - started
+        bench.release(job)
+
+        with KinesisProxy(endpoint.url) as proxy:
+            counted_job = bench.job(source, endpoint_url=proxy.endpoint_url)
+            counted = bench.run(counted_job)
+            fetched, calls = proxy.records_fetched, dict(proxy.calls)
+        bench.release(counted_job)
+        bench.spark.stop()
+
+    events = workload.event_count
+    delivered = counted.report.records_read
+    return {
+        "events": events,
+        "shards": sizes.throughput_shards,
+        "registry_rows": workload.registry_rows,
+        "unknown_share": round(workload.unknown_share, 4),
+        "matched": cold.report.totals["matched"],
+        "matched_share": ratio(cold.report.totals["matched"], events),
+        "expected_buckets": dict(expected),
+        "pipeline_matches_oracle": cold.report.totals
+        == {k: expected[k] for k in cold.report.totals},
+        "preload_rps": round(loaded.records_per_s, 1),
+        "raw_copy_rps": round(raw.records_per_s, 1),
+        "naive_rps": round(naive.records_per_s, 1),
+        "pipeline_rps": round(cold.records_per_s, 1),
+        "pipeline_total_s": round(pipeline_total_s, 3),
+        "pipeline_vs_raw": ratio(cold.records_per_s, raw.records_per_s),
+        "pipeline_vs_naive": ratio(cold.records_per_s, naive.records_per_s),
+        "read_amplification": ratio(fetched, delivered),
+        "raw_copy": {
+            "records_read": raw.records_read,
+            "records_written": raw.records_written,
+            "get_records_calls": raw.get_calls,
+            "put_records_calls": raw.put_calls,
+            "seconds": round(raw.seconds, 3),
+            "threads": sizes.throughput_shards,
+        },
+        "naive": {
+            "records_read": naive.records_read,
+            "records_written": naive.records_written,
+            "seconds": round(naive.seconds, 3),
+            "registry_to_dict_s": round(naive_load_s, 3),
+        },
+        "pipeline": cold.summary(),
+        "read_amplification_run": {
+            "records_fetched": fetched,
+            "records_delivered": delivered,
+            "calls": calls,
+            "pipeline": counted.summary(),
+        },
+    }
+
+
+def main() -> None:
+    run_job(__doc__.split("\n\n")[0], measure)
+
+
+if __name__ == "__main__":
+    main()
