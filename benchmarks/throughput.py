@@ -7,8 +7,9 @@ one run, each contender reads all of it and writes its matches to an output stre
   in advance) copied with PutRecords; no enrichment (:mod:`benchmarks.raw_copy`);
 - ``naive_rps``: a first-tutorial consumer (:mod:`benchmarks.naive_enricher`);
 - ``pipeline_rps``: ``EnrichmentJob`` in ``available_now`` mode with default settings, records
-  over the time spent in micro-batches; ``pipeline_total_s`` is from before the Spark session
-  starts to the end of the run.
+  over the time spent in micro-batches (Spark's ``triggerExecution``, see
+  :class:`benchmarks.pipeline_run.PipelineRun`); ``pipeline_total_s`` is from before the Spark
+  session starts to the end of the run (cold: no warm-up).
 
 ``read_amplification`` is records fetched from Kinesis (counted at the wire by a
 ``KinesisProxy`` between a second pipeline run and moto) over records delivered.
