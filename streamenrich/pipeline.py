@@ -22,7 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from streamenrich.enrich import BUCKETS, RuleSet, enrich
+from streamenrich.delivery import STATS_SCHEMA, Delivery, DeliveryStats
+from streamenrich.enrich import BUCKETS, RuleSet
+from streamenrich.enrich.lookup import RegistryIndex
+from streamenrich.enrich.transform import classify
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -129,7 +132,9 @@ class EnrichmentJob:
     ) -> None:
         self.spark = spark
         self.streams = streams
-        self.registry = registry.cache()
+        # The registry is written once, sorted, and held on every executor (not broadcast
+        # again in every micro-batch): see :mod:`streamenrich.enrich.lookup`.
+        self.people = RegistryIndex.build(spark, registry)
         self.rules = rules
         self.checkpoint_dir = str(checkpoint_dir)
         self.metadata_path = str(metadata_path or Path(checkpoint_dir) / "kinesis-metadata")
@@ -155,45 +160,38 @@ class EnrichmentJob:
         writer.save()
 
     def process_batch(self, frame: DataFrame, batch_id: int) -> None:
-        """One micro-batch: enrich, publish, count, check that the counts add up."""
-        from pyspark import StorageLevel
+        """One micro-batch in one Spark job: classify, publish, count, check the counts.
+
+        The batch is read from Kinesis, parsed, looked up, scored and published in a single
+        pass; each task returns the counts of what it saw (:mod:`streamenrich.delivery`).
+        The four bucket counts must add up to the records read, or the batch fails.
+        """
         from pyspark.sql import functions as F
 
         started = time.monotonic()
-        batch = frame.persist(StorageLevel.MEMORY_AND_DISK)  # read from Kinesis once
-        try:
-            now = F.lit(datetime.now(UTC)).cast("timestamp")
-            # One parse, join and rule pass shared by the writes and the counts.
-            out = enrich(batch, self.registry, self.rules, processed_at=now, persist=True)
-            self._write(out.matched.select("partitionKey", "data"), self.streams.output)
-            self._write(out.dead_letter.select("partitionKey", "data"), self.streams.dead_letter)
-            written_ms = int(time.time() * 1000)
-            labelled = [df.select(F.lit(name).alias("bucket")) for name, df in out.frames().items()]
-            union = labelled[0]
-            for other in labelled[1:]:
-                union = union.unionAll(other)
-            counts = {name: 0 for name in BUCKETS}
-            counts.update({r.bucket: r["count"] for r in union.groupBy("bucket").count().collect()})
-            arrival_ms = F.unix_millis(F.col("approximateArrivalTimestamp"))
-            bucket = F.floor((F.lit(written_ms) - arrival_ms) / LATENCY_BUCKET_MS).cast("int")
-            histogram = {
-                int(r.b): int(r["count"])
-                for r in batch.select(bucket.alias("b")).groupBy("b").count().collect()
-            }
-            out.unpersist()
-        finally:
-            batch.unpersist()
-        read = sum(histogram.values())
-        if sum(counts.values()) != read:
+        now = F.lit(datetime.now(UTC)).cast("timestamp")
+        classified = classify(frame, self.people, self.rules, processed_at=now)
+        delivery = Delivery(
+            {"matched": self.streams.output, "dead_letter": self.streams.dead_letter},
+            region=self._aws.get("region"),
+            endpoint_url=self._aws.get("endpointUrl"),
+            latency_bucket_ms=LATENCY_BUCKET_MS,
+        )
+        rows = classified.mapInArrow(delivery, STATS_SCHEMA).collect()
+        stats = DeliveryStats.from_rows([(r.kind, r.key, r.n) for r in rows])
+        counts = {name: stats.counts.get(name, 0) for name in BUCKETS}
+        read = sum(stats.latency.values())
+        unexpected = set(stats.counts) - set(BUCKETS)
+        if unexpected or sum(counts.values()) != read:
             raise AccountingError(
-                f"batch {batch_id}: read {read} records but buckets hold {counts} "
-                f"({sum(counts.values())})"
+                f"batch {batch_id}: read {read} records but buckets hold {stats.counts} "
+                f"({sum(stats.counts.values())})"
             )
         with self._lock:
             self._report.batches.append(
                 BatchCounts(batch_id, read, counts, time.monotonic() - started)
             )
-            self._report.latency_histogram.update({max(k, 0): v for k, v in histogram.items()})
+            self._report.latency_histogram.update(stats.latency)
 
     def run(
         self,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from streamenrich.reference.contract import REGIONS
-from streamenrich.reference.rut import canonical_rut_column
+from streamenrich.reference.rut import with_canonical_rut
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -175,9 +175,9 @@ def parse_events(events: DataFrame) -> DataFrame:
         ]
     frame = frame.select(*keep, "_utf8", "_one", *checks)
     value = {name: F.col(f"_value_{name}") for name in EVENT_FIELDS}
+    frame = with_canonical_rut(frame, "_value_rut", "_rut")
     frame = frame.select(
         "*",
-        canonical_rut_column(value["rut"]).alias("_rut"),
         F.when(
             value["event_time"].rlike(EVENT_TIME_PATTERN),
             F.call_function("try_to_timestamp", value["event_time"]),

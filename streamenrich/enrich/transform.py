@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from streamenrich.enrich.events import EVENT_COLUMNS, SOURCE_COLUMNS, parse_events
+from streamenrich.enrich.lookup import RegistryIndex, rut_key
 from streamenrich.enrich.rules import PERSON_COLUMNS, RuleSet
 from streamenrich.kinesis.source import SOURCE_SCHEMA
 from streamenrich.reference.contract import REGISTRY_SCHEMA
@@ -209,4 +210,71 @@ def enrich(
         unknown=unknown,
         dead_letter=dead_letter,
         persisted=(parsed, scored) if persist else (),
+    )
+
+
+# The columns of :func:`classify`'s output.
+CLASSIFIED_COLUMNS: tuple[str, ...] = (
+    "record_id",
+    "bucket",
+    "reason",
+    "partitionKey",
+    "data",
+    "approximateArrivalTimestamp",
+)
+
+
+def classify(
+    events: DataFrame,
+    people: RegistryIndex | DataFrame,
+    rules: RuleSet,
+    *,
+    processed_at: Column | None = None,
+) -> DataFrame:
+    """Every input row once, with its ``bucket`` (one of :data:`BUCKETS`): one linear plan.
+
+    The same outcome as :func:`enrich`, as one DataFrame of :data:`CLASSIFIED_COLUMNS`:
+    ``data`` is the output record for ``matched`` (``partitionKey`` the canonical RUT) and the
+    dead-letter record for ``dead_letter`` (``partitionKey`` the input's), null for the other
+    two buckets; ``reason`` is set for ``dead_letter`` only. With no filter and no branch, a
+    single pass (one Spark job) can publish both streams and count all four buckets, with
+    each record parsed once and each rule evaluated once per joined row.
+
+    ``people`` is a :class:`~streamenrich.enrich.lookup.RegistryIndex` (held on the
+    executors; what the streaming job uses) or a registry DataFrame (broadcast per query).
+    """
+    _check_schema(events, SOURCE_SCHEMA, "events")
+    now = F.current_timestamp() if processed_at is None else processed_at
+    parsed = parse_events(events)
+    # Only valid events are looked up: a dead-lettered record never gets a person.
+    key = F.when(F.col("reason").isNull(), F.col("rut"))
+    if isinstance(people, RegistryIndex):
+        joined = people.join(parsed, rut_key(key))
+    else:
+        _check_schema(people, REGISTRY_SCHEMA, "registry")
+        persons = people.select(
+            *[F.col(name).alias(column) for name, column in PERSON_COLUMNS.items()]
+        )
+        keyed = parsed.withColumn("_join_rut", key)
+        joined = keyed.join(
+            F.broadcast(persons), keyed["_join_rut"] == persons[PERSON_COLUMNS["rut"]], "left"
+        ).drop("_join_rut")
+    known = F.col(PERSON_COLUMNS["rut"]).isNotNull()
+    scored = rules.apply(joined, where=known)
+    bucket = (
+        F.when(F.col("reason").isNotNull(), F.lit("dead_letter"))
+        .when(~known, F.lit("unknown"))
+        .when(F.size("rules") > 0, F.lit("matched"))
+        .otherwise(F.lit("unmatched"))
+    )
+    staged = scored.select("*", bucket.alias("bucket"))
+    matched = F.col("bucket") == "matched"
+    dead = F.col("bucket") == "dead_letter"
+    return staged.select(
+        "record_id",
+        "bucket",
+        "reason",
+        F.when(matched, F.col("rut")).when(dead, F.col("partitionKey")).alias("partitionKey"),
+        F.when(matched, _output_record(now)).when(dead, _dead_letter_record(now)).alias("data"),
+        "approximateArrivalTimestamp",
     )

@@ -137,6 +137,31 @@ def kinesis_client(
     )
 
 
+_SHARED: dict[tuple[str | None, ...], Any] = {}
+
+
+def shared_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """One :func:`kinesis_client` per process and configuration, for executor tasks.
+
+    A new client costs tens of milliseconds (botocore loads its service model); a Python
+    worker runs many tasks, one at a time, so its tasks share one. The key includes the
+    credential and endpoint variables, so a changed environment gets a new client.
+    """
+    key = (
+        region,
+        endpoint_url,
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_PROFILE"),
+        os.environ.get("AWS_REGION"),
+        os.environ.get("AWS_DEFAULT_REGION"),
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_ENDPOINT_URL_KINESIS"),
+    )
+    if key not in _SHARED:
+        _SHARED[key] = kinesis_client(region, endpoint_url)
+    return _SHARED[key]
+
+
 @dataclass(frozen=True)
 class Shard:
     """One shard of a stream, with its lineage (parents are drained before children start)."""

@@ -15,7 +15,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
-from streamenrich.kinesis.client import kinesis_client
+from streamenrich.kinesis.client import shared_client
 from streamenrich.kinesis.options import SinkOptions
 from streamenrich.kinesis.sink import RecordPublisher, check_sink_schema, entries_from_arrow
 from streamenrich.kinesis.source import SOURCE_SCHEMA, KinesisStreamReader
@@ -51,7 +51,7 @@ class KinesisDataSource(DataSource):
 def _write_partition(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> PutCommitMessage:
     # The client is made here, on the executor: boto3 clients do not pickle.
     publisher = RecordPublisher(
-        kinesis_client(options.region, options.endpoint_url), options.stream_name
+        shared_client(options.region, options.endpoint_url), options.stream_name
     )
     for batch in batches:
         publisher.put(entries_from_arrow(batch))

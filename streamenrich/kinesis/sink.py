@@ -121,6 +121,10 @@ class RecordPublisher:
         self.calls = 0
         self.retried_entries = 0
 
+    @property
+    def stream(self) -> str:
+        return self._stream
+
     def put(self, entries: Iterable[PutEntry]) -> int:
         """Write all entries; returns how many were written. Raises on any loss."""
         written = 0

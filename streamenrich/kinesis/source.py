@@ -38,6 +38,7 @@ from streamenrich.kinesis.client import (
     describe_failure,
     kinesis_client,
     list_shards,
+    shared_client,
 )
 from streamenrich.kinesis.errors import ShardReadError
 from streamenrich.kinesis.metadata import BatchMetadataStore
@@ -255,7 +256,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # re-read exactly what an earlier attempt recorded.
         recorded = store.read(partition.batch, partition.plan.shard_id)
         plan = dataclasses.replace(partition.plan, replay=recorded)
-        client = kinesis_client(opts.region, opts.endpoint_url)
+        client = shared_client(opts.region, opts.endpoint_url)
         reader = ShardReader(client, plan)
         yield from reader.batches()
         assert reader.result is not None

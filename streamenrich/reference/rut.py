@@ -26,7 +26,7 @@ from stdnum.cl import rut as stdnum_rut
 from stdnum.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
 # Only these are trimmed from the ends; Spark's trim(chars) removes the same set.
 SURROUNDING = " \t\r\n"
@@ -103,3 +103,37 @@ def canonical_rut_column(value: Column) -> Column:
     stripped = F.regexp_replace(body, r"^0+", "")
     valid = (given == expected) & (F.length(stripped) > 0)
     return F.when(valid, F.concat(stripped, F.lit("-"), given))
+
+
+def with_canonical_rut(frame: DataFrame, column: str, alias: str) -> DataFrame:
+    """``frame`` with ``alias`` = :func:`canonical_rut_column` of ``column``, computed in steps.
+
+    The single expression refers to its intermediate values (the trimmed text, the compact
+    digits, the padded body) several times each, and Spark evaluates every reference: staged
+    as columns of their own (which ``CollapseProject`` does not copy into their several
+    consumers), each is computed once per row.
+    """
+    from pyspark.sql import functions as F
+
+    value = F.col(column)
+    text = F.trim(value, F.lit(SURROUNDING))
+    shape_ok = (F.length(value) <= MAX_RUT_LENGTH) & text.rlike(RUT_PATTERN)
+    staged = frame.select("*", F.when(shape_ok, F.regexp_replace(text, r"[.-]", "")).alias("_rc"))
+    compact = F.col("_rc")
+    staged = staged.select(
+        "*",
+        F.lpad(F.substring(compact, 1, F.length(compact) - 1), 8, "0").alias("_rb"),
+        F.upper(F.substring(compact, -1, 1)).alias("_rg"),
+    )
+    body, given = F.col("_rb"), F.col("_rg")
+    weighted = sum(
+        (F.substring(body, i + 1, 1).cast("int") * weight for i, weight in enumerate(_WEIGHTS)),
+        F.lit(0),
+    )
+    expected = F.substring(F.lit("0123456789K"), (weighted % 11) + 1, 1)
+    staged = staged.select(
+        "*", expected.alias("_re"), F.regexp_replace(body, r"^0+", "").alias("_rs")
+    )
+    valid = (given == F.col("_re")) & (F.length(F.col("_rs")) > 0)
+    result = F.when(valid, F.concat(F.col("_rs"), F.lit("-"), given))
+    return staged.select("*", result.alias(alias)).drop("_rc", "_rb", "_rg", "_re", "_rs")

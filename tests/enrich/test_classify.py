@@ -1,0 +1,87 @@
+"""``classify`` (one frame, one pass) agrees with ``enrich`` (four frames) record by record,
+with the registry held on the executors (``RegistryIndex``) or broadcast (a DataFrame)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from streamenrich.enrich import BUCKETS, enrich
+from streamenrich.enrich.lookup import DuplicateRutError, RegistryIndex, lookup_rows
+from streamenrich.enrich.transform import CLASSIFIED_COLUMNS, classify
+from streamenrich.producer import generate_events
+from streamenrich.reference.contract import REGISTRY_SCHEMA
+from tests.enrich.conftest import source_rows
+
+PROCESSED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _expected(out: Any) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+    """record_id -> (bucket, reason, partitionKey, data) from enrich's four frames."""
+    expected: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+    for row in out.matched.select("record_id", "partitionKey", "data").collect():
+        expected[row.record_id] = ("matched", None, row.partitionKey, row.data)
+    for row in out.dead_letter.select("record_id", "reason", "partitionKey", "data").collect():
+        expected[row.record_id] = ("dead_letter", row.reason, row.partitionKey, row.data)
+    for name in ("unmatched", "unknown"):
+        for row in getattr(out, name).select("record_id").collect():
+            expected[row.record_id] = (name, None, None, None)
+    return expected
+
+
+@pytest.mark.parametrize("held", ["executors", "broadcast"])
+def test_classify_agrees_with_enrich(
+    spark: Any,
+    people: list[Any],
+    registry: Any,
+    shipped_rules: Any,
+    source_frame: Any,
+    tmp_path: Any,
+    held: str,
+) -> None:
+    known = [person[0] for person in people]
+    records = generate_events(4_000, known, seed=77, unknown_share=0.2, malformed_share=0.15)
+    frame = source_frame(source_rows(records))
+    from pyspark.sql import functions as F
+
+    now = F.lit(PROCESSED_AT).cast("timestamp")
+    expected = _expected(enrich(frame, registry, shipped_rules, processed_at=now))
+    people_source = (
+        RegistryIndex.build(spark, registry, tmp_path) if held == "executors" else registry
+    )
+    classified = classify(frame, people_source, shipped_rules, processed_at=now)
+
+    assert tuple(classified.columns) == CLASSIFIED_COLUMNS
+    rows = classified.collect()
+    got = {r.record_id: (r.bucket, r.reason, r.partitionKey, r.data) for r in rows}
+    assert len(rows) == len(records) == len(got)
+    assert got == expected
+    counts = {b: sum(1 for v in got.values() if v[0] == b) for b in BUCKETS}
+    assert all(counts[b] > 0 for b in BUCKETS), counts
+
+
+def test_index_refuses_a_duplicated_rut(spark: Any, people: list[Any], tmp_path: Any) -> None:
+    doubled = spark.createDataFrame([*people, people[3]], REGISTRY_SCHEMA)
+    with pytest.raises(DuplicateRutError, match="more than once"):
+        RegistryIndex.build(spark, doubled, tmp_path)
+
+
+def test_index_counts_every_row(
+    spark: Any, registry: Any, people: list[Any], tmp_path: Any
+) -> None:
+    assert RegistryIndex.build(spark, registry, tmp_path).rows == len(people)
+
+
+def test_lookup_rows_finds_present_keys_only() -> None:
+    keys = np.array([3, 8, 15, 40], dtype=np.int64)
+    query = pa.array([8, 2, 40, 41, None, 3, 15, 9], pa.int64())
+    assert lookup_rows(keys, query).to_pylist() == [1, None, 3, None, None, 0, 2, None]
+
+
+def test_lookup_rows_on_an_empty_registry() -> None:
+    keys = np.array([], dtype=np.int64)
+    assert lookup_rows(keys, pa.array([1, None], pa.int64())).to_pylist() == [None, None]
