@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -159,25 +158,32 @@ class EnrichmentJob:
             writer = writer.option(key, value)
         writer.save()
 
-    def process_batch(self, frame: DataFrame, batch_id: int) -> None:
-        """One micro-batch in one Spark job: classify, publish, count, check the counts.
+    def delivered(self) -> DataFrame:
+        """The streaming plan: read, classify, publish; each task's statistics rows out.
 
-        The batch is read from Kinesis, parsed, looked up, scored and published in a single
-        pass; each task returns the counts of what it saw (:mod:`streamenrich.delivery`).
-        The four bucket counts must add up to the records read, or the batch fails.
+        Built once per run and analysed once: Spark only re-optimises it per micro-batch,
+        where building the transform inside ``foreachBatch`` would analyse its few hundred
+        expressions again for every batch (about 0.6 s of driver time each). The records'
+        ``processed_at`` is the micro-batch's timestamp (``current_timestamp()`` in a
+        streaming query; the same again if the batch is replayed).
         """
-        from pyspark.sql import functions as F
-
-        started = time.monotonic()
-        now = F.lit(datetime.now(UTC)).cast("timestamp")
-        classified = classify(frame, self.people, self.rules, processed_at=now)
         delivery = Delivery(
             {"matched": self.streams.output, "dead_letter": self.streams.dead_letter},
             region=self._aws.get("region"),
             endpoint_url=self._aws.get("endpointUrl"),
             latency_bucket_ms=LATENCY_BUCKET_MS,
         )
-        rows = classified.mapInArrow(delivery, STATS_SCHEMA).collect()
+        classified = classify(self.source(), self.people, self.rules)
+        return classified.mapInArrow(delivery, STATS_SCHEMA)
+
+    def process_batch(self, frame: DataFrame, batch_id: int) -> None:
+        """One micro-batch in one Spark job: the batch is read from Kinesis, parsed, looked
+        up, scored and published in a single pass, and each task's counts are collected
+        (:mod:`streamenrich.delivery`). The four bucket counts must add up to the records
+        read, or the batch fails.
+        """
+        started = time.monotonic()
+        rows = frame.collect()
         stats = DeliveryStats.from_rows([(r.kind, r.key, r.n) for r in rows])
         counts = {name: stats.counts.get(name, 0) for name in BUCKETS}
         read = sum(stats.latency.values())
@@ -210,7 +216,7 @@ class EnrichmentJob:
             raise ValueError(f"mode must be 'available_now' or 'continuous', got {mode!r}")
         self._report = EnrichmentReport(mode=mode)
         writer = (
-            self.source()
+            self.delivered()
             .writeStream.foreachBatch(self.process_batch)
             .option("checkpointLocation", self.checkpoint_dir)
             .queryName(f"enrich-{self.streams.input}-{int(time.time())}")
