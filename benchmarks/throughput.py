@@ -11,6 +11,10 @@ one run, each contender reads all of it and writes its matches to an output stre
   :class:`benchmarks.pipeline_run.PipelineRun`); ``pipeline_total_s`` is from before the Spark
   session starts to the end of the run (cold: no warm-up).
 
+``cpu`` is the CPU time each contender and the endpoint (moto) used, per 1,000 records
+(:mod:`benchmarks.cpu`): on a machine where both share the cores, it bounds what any
+consumer can reach, and ``pipeline_vs_raw_cpu_bound`` is the ratio those bounds allow.
+
 ``read_amplification`` is records fetched from Kinesis (counted at the wire by a
 ``KinesisProxy`` between a second pipeline run and moto) over records delivered.
 """
@@ -18,11 +22,13 @@ one run, each contender reads all of it and writes its matches to an output stre
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cpu import CpuMeter, cpu_bound_rps
 from benchmarks.endpoint import LocalEndpoint
 from benchmarks.job_cli import ratio, run_job
 from benchmarks.naive_enricher import enrich_stream, people_by_rut
@@ -49,21 +55,28 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         source = endpoint.new_stream("events", sizes.throughput_shards)
         loaded = preload(endpoint.client, source, workload.events)
 
+        meter = CpuMeter(endpoint.server.process.pid)
         raw_target = endpoint.new_stream("raw-copy", sizes.throughput_shards)
+        mark = meter.sample()
         raw = copy_matched(endpoint.new_client, source, raw_target, selected)
+        raw_cpu = meter.since(mark, raw.records_read)
         endpoint.delete_stream(raw_target)
 
         started = time.perf_counter()
         people = people_by_rut(registry_rows(table))
         naive_load_s = time.perf_counter() - started
         naive_target = endpoint.new_stream("naive", sizes.throughput_shards)
+        mark = meter.sample()
         naive = enrich_stream(endpoint.new_client(), source, naive_target, people)
+        naive_cpu = meter.since(mark, naive.records_read)
         endpoint.delete_stream(naive_target)
 
         started = time.perf_counter()
         bench = PipelineBench(endpoint, work, workload.registry_path)
         job = bench.job(source)
+        mark = meter.sample()
         cold = bench.run(job)
+        pipeline_cpu = meter.since(mark, cold.report.records_read)
         pipeline_total_s = time.perf_counter() - started
         bench.release(job)
 
@@ -75,6 +88,7 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         bench.spark.stop()
 
     events = workload.event_count
+    cores = os.cpu_count() or 1
     delivered = counted.report.records_read
     return {
         "events": events,
@@ -94,6 +108,17 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         "pipeline_vs_raw": ratio(cold.records_per_s, raw.records_per_s),
         "pipeline_vs_naive": ratio(cold.records_per_s, naive.records_per_s),
         "read_amplification": ratio(fetched, delivered),
+        "cpu": {
+            "cores": cores,
+            "raw_copy": raw_cpu,
+            "naive": naive_cpu,
+            "pipeline": pipeline_cpu,
+            "raw_copy_cpu_bound_rps": cpu_bound_rps(cores, raw_cpu),
+            "pipeline_cpu_bound_rps": cpu_bound_rps(cores, pipeline_cpu),
+            "pipeline_vs_raw_cpu_bound": ratio(
+                cpu_bound_rps(cores, pipeline_cpu) or 0.0, cpu_bound_rps(cores, raw_cpu) or 0.0
+            ),
+        },
         "raw_copy": {
             "records_read": raw.records_read,
             "records_written": raw.records_written,

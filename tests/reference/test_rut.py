@@ -14,6 +14,7 @@ from streamenrich.reference.rut import (
     format_rut,
     mask_rut,
     normalize_rut,
+    with_canonical_rut,
 )
 
 VALID = {
@@ -67,6 +68,9 @@ def _spark_normalize(spark: Any, values: list[str | None]) -> list[str | None]:
     frame = spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i INT, rut STRING")
     rows = frame.select("i", canonical_rut_column(frame.rut).alias("c")).collect()
     by_index = {row.i: row.c for row in rows}
+    # The staged form (what event parsing uses) must agree with the single expression.
+    staged = {row.i: row.s for row in with_canonical_rut(frame, "rut", "s").collect()}
+    assert staged == by_index
     return [by_index[i] for i in range(len(values))]
 
 
