@@ -54,6 +54,27 @@ def where_am_i(_: Any) -> list[dict[str, Any]]:
     ]
 
 
+def registry_lookup(spark: SparkSession) -> list[list[str | None]]:
+    """The registry index on the cluster: built on the driver, shipped with ``addFile``,
+    memory-mapped by the executors' Python workers; ``[rut, full_name]`` per probe."""
+    from pyspark.sql import functions as F
+
+    from streamenrich.enrich.lookup import RegistryIndex, rut_key
+    from streamenrich.reference.contract import REGISTRY_SCHEMA
+    from streamenrich.reference.rut import format_rut
+
+    bodies = (1_000_005, 2_000_000, 12_345_678, 20_000_000)
+    people = spark.createDataFrame(
+        [(format_rut(b), f"P{b}", "retail", "CL-RM", "low", False, 100) for b in bodies],
+        REGISTRY_SCHEMA,
+    )
+    index = RegistryIndex.build(spark, people)
+    probes = ["12345678-5", "1-9", None, format_rut(20_000_000), format_rut(3_000_000)]
+    frame = spark.createDataFrame([(r,) for r in probes], "rut STRING").repartition(2)
+    rows = index.join(frame, rut_key(F.col("rut"))).select("rut", "full_name").collect()
+    return sorted(([r.rut, r.full_name] for r in rows), key=lambda pair: str(pair[0]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("master", "endpoint", "source", "target", "checkpoint", "metadata", "report"):
@@ -105,6 +126,7 @@ def main() -> None:
             raise RuntimeError(f"the copy failed: {query.exception()}")
         rows = sum(p["numInputRows"] for p in query.recentProgress)
         executors = spark.sparkContext.parallelize(range(4), 4).mapPartitions(where_am_i).collect()
+        lookup = registry_lookup(spark)
         report = {
             "app_id": spark.sparkContext.applicationId,
             "rows": rows,
@@ -112,6 +134,7 @@ def main() -> None:
             "query_s": query_s,
             "driver_pid": os.getpid(),
             "executors": executors,
+            "lookup": lookup,
         }
         Path(args.report).write_text(json.dumps(report, indent=2))
     finally:

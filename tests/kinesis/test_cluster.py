@@ -237,6 +237,17 @@ def test_copy_on_a_standalone_cluster(
     assert len(copied) == RECORDS
     assert multiset((r["PartitionKey"], r["Data"]) for r in copied) == multiset(records)
     assert report["rows"] == RECORDS
+    # The registry index reached the executors (addFile) and their workers looked it up.
+    assert report["lookup"] == sorted(
+        [
+            ["12345678-5", "P12345678"],
+            ["1-9", None],
+            [None, None],
+            ["20000000-5", "P20000000"],
+            ["3000000-5", None],
+        ],
+        key=lambda pair: str(pair[0]),
+    )
 
     # The application ran on the worker: its executor folder holds the logs of the tasks
     # that read the source and wrote the sink...
