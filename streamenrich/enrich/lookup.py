@@ -103,6 +103,7 @@ class RegistryIndex:
 
         keyed = frame.withColumn(KEY_COLUMN, key)
         person = StructType.fromDDL(self.person_ddl)
+        assert isinstance(person, StructType)
         schema = StructType([*frame.schema.fields, *person.fields])
         return keyed.mapInArrow(_Lookup(self.file_name), schema)
 
