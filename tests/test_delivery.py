@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from streamenrich.delivery import Delivery, DeliveryStats
+from streamenrich.enrich.transform import CLASSIFIED_COLUMNS
 from streamenrich.kinesis.client import kinesis_client
 from tests.support import drain
 
@@ -24,14 +25,7 @@ def _batch(rows: list[tuple[str, str | None, str | None, datetime]]) -> pa.Recor
             pa.array([r[2] for r in rows], pa.string()),
             pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
         ],
-        names=[
-            "record_id",
-            "bucket",
-            "reason",
-            "partitionKey",
-            "data",
-            "approximateArrivalTimestamp",
-        ],
+        names=list(CLASSIFIED_COLUMNS),
     )
 
 

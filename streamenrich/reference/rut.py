@@ -81,59 +81,70 @@ def mask_rut(value: str | None) -> str:
     return f"{'*' * max(len(body) - 3, 0)}{body[-3:]}-{check}"
 
 
+# The steps of the Spark form, shared by its single-expression and staged variants.
+
+
+def _compact(value: Column) -> Column:
+    """The digits and check digit without dots or dash; null unless the shape is right, so
+    that nothing below ever casts a non-digit (ANSI)."""
+    from pyspark.sql import functions as F
+
+    text = F.trim(value, F.lit(SURROUNDING))
+    shape_ok = (F.length(value) <= MAX_RUT_LENGTH) & text.rlike(RUT_PATTERN)
+    return F.when(shape_ok, F.regexp_replace(text, r"[.-]", ""))
+
+
+def _body_and_given(compact: Column) -> tuple[Column, Column]:
+    """The body zero-padded to 8 digits, and the given check digit (upper case)."""
+    from pyspark.sql import functions as F
+
+    body = F.lpad(F.substring(compact, 1, F.length(compact) - 1), 8, "0")
+    return body, F.upper(F.substring(compact, -1, 1))
+
+
+def _expected_and_stripped(body: Column) -> tuple[Column, Column]:
+    """The check digit the body calls for, and the body without leading zeros."""
+    from pyspark.sql import functions as F
+
+    weighted = sum(
+        (F.substring(body, i + 1, 1).cast("int") * weight for i, weight in enumerate(_WEIGHTS)),
+        F.lit(0),
+    )
+    expected = F.substring(F.lit("0123456789K"), (weighted % 11) + 1, 1)
+    return expected, F.regexp_replace(body, r"^0+", "")
+
+
+def _canonical(given: Column, expected: Column, stripped: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    valid = (given == expected) & (F.length(stripped) > 0)
+    return F.when(valid, F.concat(stripped, F.lit("-"), given))
+
+
 def canonical_rut_column(value: Column) -> Column:
     """A Spark expression equal to :func:`normalize_rut` of a string column (null if invalid).
 
     Built from native functions only (trim, rlike, regexp_replace, substring arithmetic), so
     it runs in the JVM with whole-stage code generation.
     """
-    from pyspark.sql import functions as F
-
-    text = F.trim(value, F.lit(SURROUNDING))
-    shape_ok = (F.length(value) <= MAX_RUT_LENGTH) & text.rlike(RUT_PATTERN)
-    # Null unless the shape is right, so that nothing below ever casts a non-digit (ANSI).
-    compact = F.when(shape_ok, F.regexp_replace(text, r"[.-]", ""))
-    body = F.lpad(F.substring(compact, 1, F.length(compact) - 1), 8, "0")
-    given = F.upper(F.substring(compact, -1, 1))
-    weighted = sum(
-        (F.substring(body, i + 1, 1).cast("int") * weight for i, weight in enumerate(_WEIGHTS)),
-        F.lit(0),
-    )
-    expected = F.substring(F.lit("0123456789K"), (weighted % 11) + 1, 1)
-    stripped = F.regexp_replace(body, r"^0+", "")
-    valid = (given == expected) & (F.length(stripped) > 0)
-    return F.when(valid, F.concat(stripped, F.lit("-"), given))
+    body, given = _body_and_given(_compact(value))
+    return _canonical(given, *_expected_and_stripped(body))
 
 
 def with_canonical_rut(frame: DataFrame, column: str, alias: str) -> DataFrame:
     """``frame`` with ``alias`` = :func:`canonical_rut_column` of ``column``, computed in steps.
 
-    The single expression refers to its intermediate values (the trimmed text, the compact
-    digits, the padded body) several times each, and Spark evaluates every reference: staged
-    as columns of their own (which ``CollapseProject`` does not copy into their several
-    consumers), each is computed once per row.
+    The single expression refers to its intermediate values (the compact digits, the padded
+    body) several times each, and Spark evaluates every reference: staged as columns of
+    their own (which ``CollapseProject`` does not copy into their several consumers), each
+    is computed once per row.
     """
     from pyspark.sql import functions as F
 
-    value = F.col(column)
-    text = F.trim(value, F.lit(SURROUNDING))
-    shape_ok = (F.length(value) <= MAX_RUT_LENGTH) & text.rlike(RUT_PATTERN)
-    staged = frame.select("*", F.when(shape_ok, F.regexp_replace(text, r"[.-]", "")).alias("_rc"))
-    compact = F.col("_rc")
-    staged = staged.select(
-        "*",
-        F.lpad(F.substring(compact, 1, F.length(compact) - 1), 8, "0").alias("_rb"),
-        F.upper(F.substring(compact, -1, 1)).alias("_rg"),
-    )
-    body, given = F.col("_rb"), F.col("_rg")
-    weighted = sum(
-        (F.substring(body, i + 1, 1).cast("int") * weight for i, weight in enumerate(_WEIGHTS)),
-        F.lit(0),
-    )
-    expected = F.substring(F.lit("0123456789K"), (weighted % 11) + 1, 1)
-    staged = staged.select(
-        "*", expected.alias("_re"), F.regexp_replace(body, r"^0+", "").alias("_rs")
-    )
-    valid = (given == F.col("_re")) & (F.length(F.col("_rs")) > 0)
-    result = F.when(valid, F.concat(F.col("_rs"), F.lit("-"), given))
+    staged = frame.select("*", _compact(F.col(column)).alias("_rc"))
+    body, given = _body_and_given(F.col("_rc"))
+    staged = staged.select("*", body.alias("_rb"), given.alias("_rg"))
+    expected, stripped = _expected_and_stripped(F.col("_rb"))
+    staged = staged.select("*", expected.alias("_re"), stripped.alias("_rs"))
+    result = _canonical(F.col("_rg"), F.col("_re"), F.col("_rs"))
     return staged.select("*", result.alias(alias)).drop("_rc", "_rb", "_rg", "_re", "_rs")
