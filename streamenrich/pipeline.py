@@ -1,9 +1,11 @@
 """The streaming enrichment job: Kinesis source -> enrich -> output and dead-letter streams.
 
-One Structured Streaming query with ``foreachBatch``: each micro-batch is read from Kinesis
-once (persisted), enriched, its matches written to the output stream and its rejects to the
-dead-letter stream, then counted. The four bucket counts must add up to the records read,
-or the batch fails: nothing is lost without a loud error.
+One Structured Streaming query, one Spark job per micro-batch: each task reads its shard,
+parses, looks the RUTs up in the registry held on the executors
+(:mod:`streamenrich.enrich.lookup`), scores the rules, publishes its matches to the output
+stream and its rejects to the dead-letter stream, and returns its counts
+(:mod:`streamenrich.delivery`); ``foreachBatch`` collects them. The four bucket counts must
+add up to the records read, or the batch fails: nothing is lost without a loud error.
 
 >>> job = EnrichmentJob(spark, streams, registry, rules, checkpoint_dir="/tmp/cp")
 ... # doctest: +SKIP
