@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,14 +68,14 @@ def _stats(
     arrivals: list[np.ndarray],
     done_ms: int,
     width_ms: int,
-    publishers: object,
+    publishers: Iterable[RecordPublisher],
 ) -> pa.RecordBatch:
     rows: list[tuple[str, str, int]] = [(BUCKET, k, v) for k, v in sorted(counts.items())]
     if arrivals:
         waited = np.maximum(done_ms - np.concatenate(arrivals), 0) // width_ms
         slots, hits = np.unique(waited, return_counts=True)
         rows += [(LATENCY, str(int(s)), int(h)) for s, h in zip(slots, hits, strict=True)]
-    for publisher in publishers:  # type: ignore[attr-defined]
+    for publisher in publishers:
         rows += [(CALLS, publisher.stream, publisher.calls)]
         rows += [(RETRIED, publisher.stream, publisher.retried_entries)]
     kinds, keys, ns = zip(*rows, strict=True) if rows else ((), (), ())
