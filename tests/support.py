@@ -113,3 +113,25 @@ def run_available_now(
         query.stop()
         raise TimeoutError(f"availableNow query did not stop within {timeout_s}s")
     return query
+
+
+def server_clock_lag_s(client: Any, stream: str) -> float:
+    """How far the server's arrival clock runs behind ours, in seconds (negative: ahead).
+
+    kinesis-mock (Scala.js on Node) stamps arrivals with ``performance.timeOrigin +
+    performance.now()``: a monotonic clock fixed at process start, which drifts from the
+    wall clock while NTP slews it (up to 0.5 ms a second). A test that places records on
+    either side of a client-side time waits this lag out. Puts one record into ``stream``.
+    """
+    before = time.time()
+    result = client.put_record(StreamName=stream, PartitionKey="clock", Data=b"clock")
+    after = time.time()
+    iterator = client.get_shard_iterator(
+        StreamName=stream,
+        ShardId=result["ShardId"],
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        StartingSequenceNumber=result["SequenceNumber"],
+    )["ShardIterator"]
+    record = client.get_records(ShardIterator=iterator, Limit=1)["Records"][0]
+    arrival = record["ApproximateArrivalTimestamp"].timestamp()
+    return (before + after) / 2 - arrival

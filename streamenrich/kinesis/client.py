@@ -39,6 +39,20 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def is_future_timestamp(exc: BaseException, position_kind: str) -> bool:
+    """Whether ``GetShardIterator`` refused an ``AT_TIMESTAMP`` start as later than its clock.
+
+    The start is pinned on the client (a ``LATEST`` start becomes the query's start time),
+    and the server's clock may run a little behind it. The refusal means the shard holds no
+    record at or after that time yet: the read is empty, and the position stays.
+    """
+    if position_kind != "AT_TIMESTAMP" or error_code(exc) != "InvalidArgumentException":
+        return False
+    assert isinstance(exc, ClientError)  # error_code found a code
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    return "future" in message.lower()
+
+
 def describe_failure(
     operation: str, stream_name: str, exc: ClientError, shard_id: str | None = None
 ) -> str:

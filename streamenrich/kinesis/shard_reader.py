@@ -22,6 +22,7 @@ from streamenrich.kinesis.client import (
     backoff_delay,
     describe_failure,
     error_code,
+    is_future_timestamp,
 )
 from streamenrich.kinesis.errors import MetadataError, ShardReadError
 from streamenrich.kinesis.metadata import ShardBatchRecord
@@ -60,6 +61,10 @@ class ShardReadPlan:
     max_fetch_time_ms: int
     cutoff_ms: int | None
     replay: ShardBatchRecord | None
+
+
+class _StartAhead(Exception):
+    """GetShardIterator refused an ``AT_TIMESTAMP`` start ahead of the server's clock."""
 
 
 def arrival_ms(record: dict[str, Any]) -> int:
@@ -103,7 +108,21 @@ class ShardReader:
         last: str | None = None
         count = 0
         caught_up = closed = False
-        iterator = self._iterator(plan.start)
+        try:
+            iterator = self._iterator(plan.start)
+        except _StartAhead:
+            # The server has nothing at or after the pinned start yet: an empty, caught-up
+            # read that leaves the position where it is.
+            self.result = ShardBatchRecord(
+                shard_id=plan.shard_id,
+                first=None,
+                last=None,
+                count=0,
+                caught_up=True,
+                closed=False,
+                fetched=self._fetched,
+            )
+            return
         while True:
             limit = GET_RECORDS_MAX if remaining is None else min(GET_RECORDS_MAX, remaining)
             response, iterator = self._get_records(iterator, limit, plan.start, last)
@@ -206,6 +225,8 @@ class ShardReader:
                 if error_code(exc) in THROTTLING_CODES and attempt < MAX_THROTTLE_RETRIES:
                     self._sleep(backoff_delay(attempt))
                     continue
+                if is_future_timestamp(exc, position.kind):
+                    raise _StartAhead from exc
                 raise self._fail("GetShardIterator", exc) from exc
         raise AssertionError("unreachable")
 

@@ -36,6 +36,7 @@ from streamenrich.kinesis.client import (
     Shard,
     call_with_backoff,
     describe_failure,
+    is_future_timestamp,
     kinesis_client,
     list_shards,
     shared_client,
@@ -193,9 +194,12 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         past the cut-off does not count: that run is done.
         """
         for shard_id in self._active(positions):
+            position = ShardPosition.parse(positions[shard_id])
             try:
-                response = self._probe_shard(shard_id, ShardPosition.parse(positions[shard_id]))
+                response = self._probe_shard(shard_id, position)
             except ClientError as exc:
+                if is_future_timestamp(exc, position.kind):
+                    continue  # nothing at or after the pinned start yet
                 message = describe_failure("probe", self.options.stream_name, exc, shard_id)
                 raise ShardReadError(message) from exc
             if response.get("NextShardIterator") is None:

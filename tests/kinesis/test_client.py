@@ -58,3 +58,19 @@ def test_transient_errors_are_told_apart_from_final_ones() -> None:
             raise KinesisCallError("ListShards failed") from exc
     except KinesisCallError as wrapped:
         assert is_transient(wrapped)
+
+
+def test_a_start_ahead_of_the_server_is_told_apart_from_other_bad_arguments() -> None:
+    from botocore.exceptions import ClientError
+
+    from streamenrich.kinesis.client import is_future_timestamp
+
+    def refused(message: str, code: str = "InvalidArgumentException") -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, "GetShardIterator")
+
+    future = refused("Timestamp cannot be in the future")
+    assert is_future_timestamp(future, "AT_TIMESTAMP")
+    assert not is_future_timestamp(future, "AT_SEQUENCE_NUMBER")
+    assert not is_future_timestamp(refused("StartingSequenceNumber is invalid"), "AT_TIMESTAMP")
+    assert not is_future_timestamp(refused("future", "AccessDeniedException"), "AT_TIMESTAMP")
+    assert not is_future_timestamp(ValueError("future"), "AT_TIMESTAMP")

@@ -43,7 +43,13 @@ import pytest
 
 from streamenrich.kinesis.client import kinesis_client, list_shards
 from streamenrich.kinesis.positions import ShardPosition
-from tests.support import BatchCollector, read_stream, run_available_now, wait_active
+from tests.support import (
+    BatchCollector,
+    read_stream,
+    run_available_now,
+    server_clock_lag_s,
+    wait_active,
+)
 
 pytestmark = pytest.mark.kinesis_mock
 
@@ -289,6 +295,8 @@ def test_reshard_while_query_runs(
         deadline = time.monotonic() + 60
         while query.lastProgress is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        # Records must arrive after the pinned start by the server's clock too.
+        time.sleep(max(0.0, server_clock_lag_s(client, kinesis_mock_stream(1, prefix="clock"))))
         # Rounds spaced out so that the parents are read over several batches, and the
         # split lands between two of them.
         placed = put_rounds(client, stream, BEFORE_SPLIT, pause_s=0.15)
@@ -328,7 +336,8 @@ def test_at_timestamp_start_holds_for_children_split_before_it(
     split_to_four(client, stream)
     put_rounds(client, stream, range(5, 10))  # in the children, before the start
     time.sleep(0.3)
-    boundary = time.time()
+    # The start, on the server's arrival clock (kinesis-mock's may run behind ours).
+    boundary = time.time() - server_clock_lag_s(client, kinesis_mock_stream(1, prefix="clock"))
     time.sleep(0.3)
     placed = put_rounds(client, stream, range(10, 20))  # in the children, after the start
 
@@ -372,7 +381,8 @@ def test_latest_start_holds_for_children_split_before_it(
         deadline = time.monotonic() + 60
         while query.lastProgress is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(0.5)
+        lag = server_clock_lag_s(client, kinesis_mock_stream(1, prefix="clock"))
+        time.sleep(0.5 + max(0.0, lag))  # after the pinned start by the server's clock too
         placed = put_rounds(client, stream, range(10, 20))
         deadline = time.monotonic() + 60
         while len(collector.rows) < len(placed) and time.monotonic() < deadline:
