@@ -52,7 +52,7 @@ SIZES: dict[Profile, Sizes] = {
         shard_counts=(1, 2, 4, 8),
         shards_events=100_000,
         validation_rows=1_000_000,
-        warmup_events=4_000,
+        warmup_events=30_000,
     ),
     "quick": Sizes(
         profile="quick",

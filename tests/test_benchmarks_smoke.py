@@ -26,6 +26,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
         "raw_copy_rps",
         "naive_rps",
         "pipeline_rps",
+        "pipeline_cold_rps",
         "pipeline_total_s",
         "pipeline_vs_raw",
         "pipeline_vs_naive",
@@ -93,6 +94,7 @@ def test_tiny_run_writes_every_figure(tmp_path: Path) -> None:
     assert throughput["raw_copy"]["records_read"] == throughput["events"]
     assert throughput["naive"]["records_read"] == throughput["events"]
     assert throughput["pipeline"]["records_read"] == throughput["events"]
+    assert throughput["pipeline_cold"]["records_read"] == throughput["events"]
     assert throughput["pipeline_matches_oracle"] is True
     assert result["latency"]["records_read"] == result["latency"]["produced"]
 
