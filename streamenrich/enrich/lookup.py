@@ -168,6 +168,39 @@ def lookup_rows(keys: np.ndarray, query: pa.Array) -> pa.Array:
     return pa.array(clipped, pa.int64(), mask=~found)
 
 
+def gather(table: pa.Table, rows: pa.Array) -> pa.Table:
+    """``table.take(rows)`` (a null row number gives a null row), chunk by chunk.
+
+    The file holds one record batch per sorted partition chunk (about 500 for 5,000,000
+    people), and ``Table.take`` over many chunks costs time in the number of chunks for every
+    call (10x slower at 100 chunks than at one). Here each chunk is asked only for its own
+    rows, and the pieces are put back in the order asked.
+    """
+    batches = table.to_batches()
+    if len(batches) <= 1:
+        return table.take(rows)
+    sizes = np.fromiter((b.num_rows for b in batches), np.int64, len(batches))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    valid = rows.is_valid().to_numpy(zero_copy_only=False)
+    wanted = pc.fill_null(rows, 0).to_numpy(zero_copy_only=False)[valid]
+    chunk = np.searchsorted(starts, wanted, side="right") - 1
+    order = np.argsort(chunk, kind="stable")
+    by_chunk, local = chunk[order], wanted[order] - starts[chunk[order]]
+    bounds = np.flatnonzero(np.diff(by_chunk)) + 1
+    pieces = [
+        batches[int(part[0])].take(pa.array(positions))
+        for part, positions in zip(np.split(by_chunk, bounds), np.split(local, bounds), strict=True)
+        if len(part)
+    ]
+    gathered = pa.Table.from_batches(pieces, table.schema).combine_chunks()
+    # Row k of the request is gathered[inverse[k]] when valid, null otherwise.
+    inverse = np.empty(len(order), np.int64)
+    inverse[order] = np.arange(len(order))
+    full = np.zeros(len(valid), np.int64)
+    full[valid] = inverse
+    return gathered.take(pa.array(full, pa.int64(), mask=~valid))
+
+
 @dataclass(frozen=True)
 class _Lookup:
     """The ``mapInArrow`` function: the input columns, then the person's."""
@@ -179,7 +212,7 @@ class _Lookup:
         for batch in batches:
             index = batch.schema.get_field_index(KEY_COLUMN)
             rows = lookup_rows(keys, batch.column(index))
-            matched = people.take(rows)
+            matched = gather(people, rows)
             columns: list[Any] = [c for i, c in enumerate(batch.columns) if i != index]
             columns += [matched.column(i).combine_chunks() for i in range(matched.num_columns)]
             names = [n for i, n in enumerate(batch.schema.names) if i != index]

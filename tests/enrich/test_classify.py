@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from streamenrich.enrich import BUCKETS, enrich
-from streamenrich.enrich.lookup import DuplicateRutError, RegistryIndex, lookup_rows
+from streamenrich.enrich.lookup import DuplicateRutError, RegistryIndex, gather, lookup_rows
 from streamenrich.enrich.transform import CLASSIFIED_COLUMNS, classify
 from streamenrich.producer import generate_events
 from streamenrich.reference.contract import REGISTRY_SCHEMA
@@ -85,3 +85,36 @@ def test_lookup_rows_finds_present_keys_only() -> None:
 def test_lookup_rows_on_an_empty_registry() -> None:
     keys = np.array([], dtype=np.int64)
     assert lookup_rows(keys, pa.array([1, None], pa.int64())).to_pylist() == [None, None]
+
+
+@pytest.mark.parametrize("sizes", [[7], [3, 0, 5, 1, 4], [1] * 9])
+def test_gather_over_chunks_equals_take(sizes: list[int]) -> None:
+    """Chunk by chunk, in the order asked, nulls where the row number is null."""
+    total = sum(sizes)
+    names = [f"p{i}" for i in range(total)]
+    flags = [i % 3 == 0 for i in range(total)]
+    batches, start = [], 0
+    for size in sizes:
+        batches.append(
+            pa.RecordBatch.from_arrays(
+                [
+                    pa.array(names[start : start + size], pa.string()),
+                    pa.array(flags[start : start + size], pa.bool_()),
+                ],
+                ["name", "flag"],
+            )
+        )
+        start += size
+    table = pa.Table.from_batches(batches)
+    rng = np.random.default_rng(7)
+    picks = [int(i) for i in rng.integers(0, total, 40)]
+    rows = pa.array([None if k % 5 == 0 else p for k, p in enumerate(picks)], pa.int64())
+
+    got = gather(table, rows)
+
+    expected = [
+        None if k % 5 == 0 else {"name": names[p], "flag": flags[p]} for k, p in enumerate(picks)
+    ]
+    assert [None if row["name"] is None else row for row in got.to_pylist()] == expected
+    assert gather(table, pa.array([None, None], pa.int64())).num_rows == 2
+    assert gather(table, pa.array([], pa.int64())).num_rows == 0
