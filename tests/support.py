@@ -134,4 +134,10 @@ def server_clock_lag_s(client: Any, stream: str) -> float:
     )["ShardIterator"]
     record = client.get_records(ShardIterator=iterator, Limit=1)["Records"][0]
     arrival = record["ApproximateArrivalTimestamp"].timestamp()
-    return (before + after) / 2 - arrival
+    return float((before + after) / 2 - arrival)
+
+
+def iso_millis(epoch_s: float) -> str:
+    """``epoch_s`` as an ISO-8601 UTC time with milliseconds (an ``AT_TIMESTAMP`` start)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
+    return f"{stamp}.{int(epoch_s * 1000) % 1000:03d}Z"

@@ -20,16 +20,17 @@ import pytest
 from streamenrich.kinesis.client import kinesis_client
 from streamenrich.kinesis.positions import ShardPosition
 from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan
-from tests.support import BatchCollector, put_all, read_stream, server_clock_lag_s
+from tests.support import (
+    BatchCollector,
+    iso_millis,
+    put_all,
+    read_stream,
+    server_clock_lag_s,
+)
 
 pytestmark = pytest.mark.kinesis_mock
 
 AHEAD_S = 4.0
-
-
-def iso_millis(epoch_s: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
-    return f"{stamp}.{int(epoch_s * 1000) % 1000:03d}Z"
 
 
 def records(tag: str, n: int) -> list[tuple[str, bytes]]:

@@ -45,6 +45,7 @@ from streamenrich.kinesis.client import kinesis_client, list_shards
 from streamenrich.kinesis.positions import ShardPosition
 from tests.support import (
     BatchCollector,
+    iso_millis,
     read_stream,
     run_available_now,
     server_clock_lag_s,
@@ -320,11 +321,6 @@ def test_reshard_while_query_runs(
     child_batches = {b for b, s, _, _, _ in rows if s in PARENTS}
     assert len(parent_batches) > 1, "the parents should be read over several batches"
     assert len(child_batches) > 1, "the children should be read over several batches"
-
-
-def iso_millis(epoch_s: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
-    return f"{stamp}.{int((epoch_s % 1) * 1000):03d}Z"
 
 
 def test_at_timestamp_start_holds_for_children_split_before_it(
