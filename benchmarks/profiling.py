@@ -79,9 +79,10 @@ def phase_frame(job: Any, phase: str) -> Any:
 
 def phases(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="profile-"))
-    workload, _ = build_workload(work, 10_000, args.events + args.warmup, 0.2)
+    workload, _ = build_workload(work, args.rows, args.events + args.warmup, 0.2)
+    conf = {"spark.driver.memory": args.driver_memory}
     with LocalEndpoint.start() as endpoint:
-        bench = PipelineBench(endpoint, work, workload.registry_path)
+        bench = PipelineBench(endpoint, work, workload.registry_path, conf)
         bench.warm_up(workload.events[: args.warmup], 4)
         source = endpoint.new_stream("events", 4)
         preload(endpoint.client, source, workload.events[args.warmup :])
@@ -203,6 +204,8 @@ def main() -> None:
     phase_parser.add_argument("phases", nargs="*", choices=PHASES, default=list(PHASES))
     phase_parser.add_argument("--events", type=int, default=100_000)
     phase_parser.add_argument("--warmup", type=int, default=4_000)
+    phase_parser.add_argument("--rows", type=int, default=10_000, help="registry rows")
+    phase_parser.add_argument("--driver-memory", default="3g")
     task_parser = commands.add_parser("tasks", help="micro-batch and task timings at a rate")
     task_parser.add_argument("--rate", type=int, default=1_000)
     task_parser.add_argument("--seconds", type=int, default=40)

@@ -121,7 +121,7 @@ class EnrichmentJob:
         self,
         spark: SparkSession,
         streams: StreamNames,
-        registry: DataFrame,
+        registry: DataFrame | RegistryIndex,
         rules: RuleSet,
         *,
         checkpoint_dir: str | Path,
@@ -134,8 +134,13 @@ class EnrichmentJob:
         self.spark = spark
         self.streams = streams
         # The registry is written once, sorted, and held on every executor (not broadcast
-        # again in every micro-batch): see :mod:`streamenrich.enrich.lookup`.
-        self.people = RegistryIndex.build(spark, registry)
+        # again in every micro-batch): see :mod:`streamenrich.enrich.lookup`. An index
+        # already built (for an earlier job of the same session) is used as it is: its
+        # file is already on the executors and in their Python workers' page tables.
+        if isinstance(registry, RegistryIndex):
+            self.people = registry
+        else:
+            self.people = RegistryIndex.build(spark, registry)
         self.rules = rules
         self.checkpoint_dir = str(checkpoint_dir)
         self.metadata_path = str(metadata_path or Path(checkpoint_dir) / "kinesis-metadata")

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 
-from streamenrich.enrich import BUCKETS, enrich
+from streamenrich.enrich import BUCKETS, enrich, lookup
 from streamenrich.enrich.lookup import DuplicateRutError, RegistryIndex, gather, lookup_rows
 from streamenrich.enrich.transform import CLASSIFIED_COLUMNS, classify
 from streamenrich.producer import generate_events
@@ -33,7 +34,7 @@ def _expected(out: Any) -> dict[str, tuple[str, str | None, str | None, str | No
     return expected
 
 
-@pytest.mark.parametrize("held", ["executors", "broadcast"])
+@pytest.mark.parametrize("held", ["executors", "executors-batched", "broadcast"])
 def test_classify_agrees_with_enrich(
     spark: Any,
     people: list[Any],
@@ -41,8 +42,13 @@ def test_classify_agrees_with_enrich(
     shipped_rules: Any,
     source_frame: Any,
     tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
     held: str,
 ) -> None:
+    """``executors-batched``: the index file in many record batches (as a registry of
+    millions of people is), so each lookup gathers from several."""
+    if held == "executors-batched":
+        monkeypatch.setattr(lookup, "ROWS_PER_BATCH", 37)
     known = [person[0] for person in people]
     records = generate_events(4_000, known, seed=77, unknown_share=0.2, malformed_share=0.15)
     frame = source_frame(source_rows(records))
@@ -50,9 +56,21 @@ def test_classify_agrees_with_enrich(
 
     now = F.lit(PROCESSED_AT).cast("timestamp")
     expected = _expected(enrich(frame, registry, shipped_rules, processed_at=now))
-    people_source = (
-        RegistryIndex.build(spark, registry, tmp_path) if held == "executors" else registry
-    )
+    people_source: Any = registry
+    if held != "broadcast":
+        # Spark hands the sorted rows over in Arrow batches of this many rows.
+        arrow_batch = "spark.sql.execution.arrow.maxRecordsPerBatch"
+        before = spark.conf.get(arrow_batch)
+        spark.conf.set(arrow_batch, "10" if held == "executors-batched" else before)
+        try:
+            people_source = RegistryIndex.build(spark, registry, tmp_path)
+        finally:
+            spark.conf.set(arrow_batch, before)
+    if held == "executors-batched":
+        (path,) = tmp_path.glob("registry-*/*.arrow")
+        sizes = [b.num_rows for b in ipc.open_file(str(path)).read_all().to_batches()]
+        assert sum(sizes) == len(people) and len(sizes) > 3
+        assert all(size >= 37 for size in sizes[:-1]), sizes
     classified = classify(frame, people_source, shipped_rules, processed_at=now)
 
     assert tuple(classified.columns) == CLASSIFIED_COLUMNS
