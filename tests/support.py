@@ -68,12 +68,23 @@ class BatchCollector:
     ``failed``): a crash between the source's read and Spark's commit.
     """
 
-    def __init__(self, fail_on_batch: int | None = None) -> None:
+    def __init__(self, fail_on_batch: int | None = None, track_partitions: bool = False) -> None:
         self.batches: dict[int, list[Any]] = {}
         self.failed: dict[int, list[Any]] = {}
         self.fail_on_batch = fail_on_batch
+        # batch id -> the set of shards each Spark partition (read task) held, when tracked.
+        self.partitions: dict[int, set[frozenset[str]]] = {}
+        self.track_partitions = track_partitions
 
     def __call__(self, frame: Any, batch_id: int) -> None:
+        if self.track_partitions:
+            from pyspark.sql import functions as F
+
+            tagged = frame.select(F.spark_partition_id().alias("p"), "shardId").collect()
+            held: dict[int, set[str]] = {}
+            for row in tagged:
+                held.setdefault(row.p, set()).add(row.shardId)
+            self.partitions[batch_id] = {frozenset(shards) for shards in held.values()}
         rows = frame.collect()
         if batch_id == self.fail_on_batch:
             self.failed[batch_id] = rows

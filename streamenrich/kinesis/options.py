@@ -22,6 +22,7 @@ STARTING_POSITION = "startingPosition"
 MAX_RECORDS_PER_SHARD = "maxRecordsPerShard"
 MAX_FETCH_TIME_MS = "maxFetchTimeMs"
 METADATA_PATH = "metadataPath"
+MAX_PARTITIONS = "maxPartitions"
 
 DEFAULT_STARTING_POSITION = "TRIM_HORIZON"
 # One GetRecords call returns at most 10,000 records: a batch of one call per shard.
@@ -37,6 +38,7 @@ SOURCE_OPTIONS = (
     MAX_RECORDS_PER_SHARD,
     MAX_FETCH_TIME_MS,
     METADATA_PATH,
+    MAX_PARTITIONS,
 )
 SINK_OPTIONS = (STREAM_NAME, REGION, ENDPOINT_URL)
 # Keys Spark itself puts in a source's or sink's options (``.load(path)``, ``.start(path)``,
@@ -113,6 +115,8 @@ class SourceOptions:
     max_records_per_shard: int
     max_fetch_time_ms: int
     metadata_path: str
+    # At most this many partitions (read tasks) per micro-batch; None: one per shard.
+    max_partitions: int | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> SourceOptions:
@@ -132,6 +136,11 @@ class SourceOptions:
             ),
             max_fetch_time_ms=_positive_int(options, MAX_FETCH_TIME_MS, DEFAULT_MAX_FETCH_TIME_MS),
             metadata_path=metadata,
+            max_partitions=(
+                _positive_int(options, MAX_PARTITIONS, 1)
+                if _lookup(options, MAX_PARTITIONS) is not None
+                else None
+            ),
         )
 
 

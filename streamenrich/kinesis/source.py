@@ -58,14 +58,30 @@ INITIAL_BATCH = -1
 
 
 class ShardPartition(InputPartition):
-    """One shard's read in one batch; pickled to the executor that runs it."""
+    """The reads of one task in one batch (one shard each, in order); pickled to the executor.
 
-    def __init__(self, plan: ShardReadPlan, options: SourceOptions, run_id: str, batch: int):
-        super().__init__(plan.shard_id)
-        self.plan = plan
+    One shard per partition, unless ``maxPartitions`` groups several shards into one task.
+    """
+
+    def __init__(
+        self, plans: Sequence[ShardReadPlan], options: SourceOptions, run_id: str, batch: int
+    ):
+        super().__init__(",".join(plan.shard_id for plan in plans))
+        self.plans = tuple(plans)
         self.options = options
         self.run_id = run_id
         self.batch = batch
+
+
+def group_shards(shard_ids: Sequence[str], max_partitions: int | None) -> list[list[str]]:
+    """The shards of a batch spread over at most ``max_partitions`` groups, round-robin.
+
+    >>> group_shards(["a", "b", "c", "d", "e"], 2)
+    [['a', 'c', 'e'], ['b', 'd']]
+    """
+    if max_partitions is None or len(shard_ids) <= max_partitions:
+        return [[shard_id] for shard_id in shard_ids]
+    return [list(shard_ids[k::max_partitions]) for k in range(max_partitions)]
 
 
 def _offset(
@@ -238,9 +254,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         batch: int = end["batch"]
         limit: int = end["limit"]
         positions: dict[str, str] = end["shards"]
-        partitions: list[InputPartition] = []
-        for shard_id in self._active(positions):
-            plan = ShardReadPlan(
+        plans = {
+            shard_id: ShardReadPlan(
                 stream_name=self.options.stream_name,
                 shard_id=shard_id,
                 start=ShardPosition.parse(positions[shard_id]),
@@ -249,23 +264,28 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 cutoff_ms=self._cutoff_ms,
                 replay=None,
             )
-            partitions.append(ShardPartition(plan, self.options, run_id, batch))
-        return partitions
+            for shard_id in self._active(positions)
+        }
+        groups = group_shards(list(plans), self.options.max_partitions)
+        return [
+            ShardPartition([plans[s] for s in group], self.options, run_id, batch)
+            for group in groups
+        ]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, ShardPartition)
         opts = partition.options
         store = BatchMetadataStore(opts.metadata_path, partition.run_id)
-        # Looked up here, not at planning: a retried task, like a restarted query, must
-        # re-read exactly what an earlier attempt recorded.
-        recorded = store.read(partition.batch, partition.plan.shard_id)
-        plan = dataclasses.replace(partition.plan, replay=recorded)
         client = shared_client(opts.region, opts.endpoint_url)
-        reader = ShardReader(client, plan)
-        yield from reader.batches()
-        assert reader.result is not None
-        if recorded is None:
-            store.write(partition.batch, reader.result)
+        for planned in partition.plans:
+            # Looked up here, not at planning: a retried task, like a restarted query, must
+            # re-read exactly what an earlier attempt recorded.
+            recorded = store.read(partition.batch, planned.shard_id)
+            reader = ShardReader(client, dataclasses.replace(planned, replay=recorded))
+            yield from reader.batches()
+            assert reader.result is not None
+            if recorded is None:
+                store.write(partition.batch, reader.result)
 
     def commit(self, end: dict[str, Any]) -> None:
         if end["batch"] != INITIAL_BATCH:

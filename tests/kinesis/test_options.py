@@ -23,6 +23,8 @@ def test_source_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parsed.max_records_per_shard == opt.DEFAULT_MAX_RECORDS_PER_SHARD == 10_000
     assert parsed.max_fetch_time_ms == opt.DEFAULT_MAX_FETCH_TIME_MS == 1_000
     assert parsed.metadata_path == os.path.abspath(".streamenrich/kinesis-metadata")
+    assert parsed.max_partitions is None
+    assert opt.SourceOptions.parse({"streamName": "s", "MAXPARTITIONS": "3"}).max_partitions == 3
 
 
 def test_no_endpoint_override_means_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +73,7 @@ def test_at_timestamp_position() -> None:
             "'maxRecordsPerShard' must be a positive",
         ),
         ({"streamName": "s", "maxFetchTimeMs": "-5"}, "'maxFetchTimeMs' must be a positive"),
+        ({"streamName": "s", "maxPartitions": "0"}, "'maxPartitions' must be a positive"),
         ({"streamName": "s", "startingPosition": "EARLIEST"}, "option 'startingPosition' must be"),
         ({"streamName": "s", "startingPosition": "AT_TIMESTAMP:yesterday"}, "'startingPosition'"),
         ({"streamName": "s", "maxRecords": "5"}, "unknown option 'maxRecords'"),

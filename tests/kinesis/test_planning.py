@@ -10,7 +10,7 @@ from streamenrich.kinesis.client import Shard
 from streamenrich.kinesis.errors import MetadataError
 from streamenrich.kinesis.metadata import BatchMetadataStore, ShardBatchRecord
 from streamenrich.kinesis.positions import ShardPosition
-from streamenrich.kinesis.source import admit_new_shards
+from streamenrich.kinesis.source import admit_new_shards, group_shards
 
 TH = str(ShardPosition.trim_horizon())
 END = str(ShardPosition.shard_end())
@@ -90,3 +90,20 @@ def test_missing_or_corrupt_metadata_fails_loudly(tmp_path: Path) -> None:
     (tmp_path / "run" / "0" / "s0.json").write_text("{not json")
     with pytest.raises(MetadataError, match="unreadable shard record"):
         store.read(0, "s0")
+
+
+@pytest.mark.parametrize(
+    ("shards", "most", "groups"),
+    [
+        (["a", "b", "c", "d", "e"], 2, [["a", "c", "e"], ["b", "d"]]),
+        (["a", "b", "c"], 3, [["a"], ["b"], ["c"]]),
+        (["a", "b"], 8, [["a"], ["b"]]),
+        (["a", "b", "c"], None, [["a"], ["b"], ["c"]]),
+        (["a", "b", "c", "d"], 1, [["a", "b", "c", "d"]]),
+        ([], 2, []),
+    ],
+)
+def test_group_shards_round_robin(
+    shards: list[str], most: int | None, groups: list[list[str]]
+) -> None:
+    assert group_shards(shards, most) == groups

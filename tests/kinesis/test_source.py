@@ -97,14 +97,44 @@ def test_admission_control_caps_records_per_shard_per_batch(
     assert all(rows for rows in collector.batches.values()), "no empty micro-batch"
 
 
-def test_replayed_batch_reads_the_same_records(
+def test_max_partitions_groups_shards_into_fewer_tasks(
     spark: Any, moto_endpoint: str, moto_stream: Any, tmp_path: Path
 ) -> None:
+    """5 shards, maxPartitions=2: every batch reads in at most 2 tasks, the first (every shard
+    active) in tasks of shards 0,2,4 and 1,3; every record once, each shard in order."""
+    stream = moto_stream(shards=5)
+    records = _payloads(1_500, seed=11)
+    put_all(kinesis_client(endpoint_url=moto_endpoint), stream, records)
+    options = _options(stream, moto_endpoint, tmp_path, maxRecordsPerShard="150", maxPartitions="2")
+
+    collector = BatchCollector(track_partitions=True)
+    run_available_now(spark, options, str(tmp_path / "cp"), collector)
+
+    assert _pairs(collector.rows) == multiset(records)
+    assert len(set(_identities(collector.rows))) == len(records)
+    shards = sorted({row.shardId for row in collector.rows})
+    assert len(shards) == 5
+    expected = {frozenset(shards[0::2]), frozenset(shards[1::2])}
+    with_data = [b for b, rows in collector.batches.items() if rows]
+    assert len(with_data) >= 2
+    assert collector.partitions[with_data[0]] == expected
+    assert all(len(collector.partitions[b]) <= 2 for b in with_data)
+    for shard in shards:
+        sequence = [int(r.sequenceNumber) for r in collector.rows if r.shardId == shard]
+        assert sequence == sorted(sequence)
+
+
+@pytest.mark.parametrize("max_partitions", [None, "2"])
+def test_replayed_batch_reads_the_same_records(
+    spark: Any, moto_endpoint: str, moto_stream: Any, tmp_path: Path, max_partitions: str | None
+) -> None:
+    """Also with shards grouped into fewer tasks than shards (``maxPartitions``)."""
     stream = moto_stream(shards=3)
     client = kinesis_client(endpoint_url=moto_endpoint)
     before = _payloads(900, seed=4)
     put_all(client, stream, before)
-    options = _options(stream, moto_endpoint, tmp_path, maxRecordsPerShard="120")
+    grouped = {"maxPartitions": max_partitions} if max_partitions else {}
+    options = _options(stream, moto_endpoint, tmp_path, maxRecordsPerShard="120", **grouped)
     checkpoint = str(tmp_path / "cp")
 
     crashing = BatchCollector(fail_on_batch=1)
