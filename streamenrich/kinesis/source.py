@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import queue
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -82,6 +84,71 @@ def group_shards(shard_ids: Sequence[str], max_partitions: int | None) -> list[l
     if max_partitions is None or len(shard_ids) <= max_partitions:
         return [[shard_id] for shard_id in shard_ids]
     return [list(shard_ids[k::max_partitions]) for k in range(max_partitions)]
+
+
+def _read_shard(
+    store: BatchMetadataStore, client: Any, batch: int, planned: ShardReadPlan
+) -> Iterator[pa.RecordBatch]:
+    # Looked up here, not at planning: a retried task, like a restarted query, must re-read
+    # exactly what an earlier attempt recorded.
+    recorded = store.read(batch, planned.shard_id)
+    reader = ShardReader(client, dataclasses.replace(planned, replay=recorded))
+    yield from reader.batches()
+    assert reader.result is not None
+    if recorded is None:
+        store.write(batch, reader.result)
+
+
+_DONE = object()
+
+
+def merged(sources: Sequence[Callable[[], Iterator[Any]]]) -> Iterator[Any]:
+    """The items of several iterators, each run in its own thread, in the order they come.
+
+    Each source's own items stay in order. The first error of any source is raised here
+    (after the others are told to stop); closing this generator early stops them too.
+    """
+    items: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=2 * len(sources))
+    stop = threading.Event()
+
+    def offer(entry: tuple[int, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(number: int, source: Callable[[], Iterator[Any]]) -> None:
+        try:
+            for item in source():
+                if not offer((number, item)):
+                    return
+            offer((number, _DONE))
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer((-1, exc))
+
+    threads = [
+        threading.Thread(target=run, args=(n, src), daemon=True, name=f"kinesis-read-{n}")
+        for n, src in enumerate(sources)
+    ]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            number, item = items.get()
+            if number < 0:
+                raise item
+            if item is _DONE:
+                running -= 1
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def _offset(
@@ -277,15 +344,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         opts = partition.options
         store = BatchMetadataStore(opts.metadata_path, partition.run_id)
         client = shared_client(opts.region, opts.endpoint_url)
-        for planned in partition.plans:
-            # Looked up here, not at planning: a retried task, like a restarted query, must
-            # re-read exactly what an earlier attempt recorded.
-            recorded = store.read(partition.batch, planned.shard_id)
-            reader = ShardReader(client, dataclasses.replace(planned, replay=recorded))
-            yield from reader.batches()
-            assert reader.result is not None
-            if recorded is None:
-                store.write(partition.batch, reader.result)
+        reads = [
+            functools.partial(_read_shard, store, client, partition.batch, plan)
+            for plan in partition.plans
+        ]
+        # The shards of a grouped partition are read at the same time (their calls wait on
+        # the network, not on this process), their batches handed on as they come.
+        yield from reads[0]() if len(reads) == 1 else merged(reads)
 
     def commit(self, end: dict[str, Any]) -> None:
         if end["batch"] != INITIAL_BATCH:

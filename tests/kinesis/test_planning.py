@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from streamenrich.kinesis.client import Shard
 from streamenrich.kinesis.errors import MetadataError
 from streamenrich.kinesis.metadata import BatchMetadataStore, ShardBatchRecord
 from streamenrich.kinesis.positions import ShardPosition
-from streamenrich.kinesis.source import admit_new_shards, group_shards
+from streamenrich.kinesis.source import admit_new_shards, group_shards, merged
 
 TH = str(ShardPosition.trim_horizon())
 END = str(ShardPosition.shard_end())
@@ -107,3 +108,59 @@ def test_group_shards_round_robin(
     shards: list[str], most: int | None, groups: list[list[str]]
 ) -> None:
     assert group_shards(shards, most) == groups
+
+
+def test_merged_keeps_every_item_and_each_source_in_order() -> None:
+    import time
+
+    def source(name: str, n: int, pause: float) -> Any:
+        def run() -> Any:
+            for i in range(n):
+                time.sleep(pause)
+                yield (name, i)
+
+        return run
+
+    got = list(merged([source("a", 30, 0.001), source("b", 5, 0.01), source("c", 0, 0)]))
+
+    assert sorted(got) == sorted([("a", i) for i in range(30)] + [("b", i) for i in range(5)])
+    for name in ("a", "b"):
+        assert [i for n, i in got if n == name] == sorted(i for n, i in got if n == name)
+
+
+def test_merged_raises_the_first_error_and_stops_the_others() -> None:
+    import threading
+
+    produced = []
+
+    def endless() -> Any:
+        while True:
+            produced.append(1)
+            yield 1
+
+    def failing() -> Any:
+        yield 2
+        raise ShardReadFailure("GetRecords failed on shard-1")
+
+    with pytest.raises(ShardReadFailure, match="shard-1"):
+        list(merged([endless, failing]))
+    count = len(produced)
+    assert not [t for t in threading.enumerate() if t.name.startswith("kinesis-read-")]
+    assert len(produced) == count  # the endless source stopped
+
+
+def test_merged_closed_early_stops_its_threads() -> None:
+    import threading
+
+    def endless() -> Any:
+        while True:
+            yield 1
+
+    stream = merged([endless, endless])
+    assert [next(stream) for _ in range(10)] == [1] * 10
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("kinesis-read-")]
+
+
+class ShardReadFailure(RuntimeError):
+    pass
