@@ -10,7 +10,13 @@ import pytest
 
 from streamenrich.enrich import RuleSet, enrich
 from streamenrich.kinesis.client import kinesis_client
-from streamenrich.pipeline import EnrichmentJob, StreamNames
+from streamenrich.pipeline import (
+    CHECKPOINT_MANAGER_KEY,
+    LOCAL_CHECKPOINT_MANAGER,
+    EnrichmentJob,
+    StreamNames,
+    _is_local_path,
+)
 from streamenrich.producer import generate_events
 from streamenrich.reference import load_registry
 from tests.support import drain, put_all
@@ -89,10 +95,31 @@ def test_available_now_run_publishes_exactly_the_matches(
     assert {d["record_id"] for d in rejected} == expected["dead_letter"]
     assert report.latency_ms(0.5) is not None
 
+    # A local checkpoint is written by the manager that forks no process per file, and it
+    # holds an offset and a commit for every batch.
+    assert spark.conf.get(CHECKPOINT_MANAGER_KEY) == LOCAL_CHECKPOINT_MANAGER
+    offsets = {p.name for p in (tmp_path / "cp" / "offsets").iterdir() if p.name.isdigit()}
+    commits = {p.name for p in (tmp_path / "cp" / "commits").iterdir() if p.name.isdigit()}
+    assert len(offsets) >= len(report.batches) and offsets == commits
+
     # A second run on the same checkpoint with nothing new reads nothing and publishes nothing.
     again = job.run("available_now")
     assert again.records_read == 0
     assert len(drain(client, streams.output)) == len(published)
+
+
+@pytest.mark.parametrize(
+    ("location", "local"),
+    [
+        ("/tmp/cp", True),
+        ("relative/cp", True),
+        ("file:///tmp/cp", True),
+        ("s3a://bucket/cp", False),
+        ("hdfs://nn:8020/cp", False),
+    ],
+)
+def test_only_local_checkpoints_change_the_file_manager(location: str, local: bool) -> None:
+    assert _is_local_path(location) is local
 
 
 def drain_shard(client: Any, stream: str, shard_id: str) -> list[dict[str, Any]]:
