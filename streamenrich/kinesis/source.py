@@ -60,7 +60,7 @@ INITIAL_BATCH = -1
 
 
 class ShardPartition(InputPartition):
-    """The reads of one task in one batch (one shard each, in order); pickled to the executor.
+    """The reads of one task in one batch (one plan per shard); pickled to the executor.
 
     One shard per partition, unless ``maxPartitions`` groups several shards into one task.
     """
