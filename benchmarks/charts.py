@@ -32,11 +32,27 @@ def _label_bars(axis: Any, bars: Any, values: list[float], fmt: str = "{:,.0f}")
 
 
 def throughput_chart(result: dict[str, Any], path: Path) -> Path:
-    names = ["raw copy (boto3)", "naive consumer", "pipeline (first run)", "pipeline (steady)"]
-    keys = ("raw_copy_rps", "naive_rps", "pipeline_cold_rps", "pipeline_rps")
-    values = [float(result[k]) for k in keys]
-    figure, axis = plt.subplots(figsize=(7.5, 4))
-    bars = axis.bar(names, values, color=["#9e9e9e", "#f4a259", "#9cc3dc", "#3d7ea6"])
+    names = [
+        "raw copy\n(boto3)",
+        "raw copy\n(UTC client)",
+        "naive\nconsumer",
+        "pipeline\n(first run)",
+        "pipeline\n(steady)",
+    ]
+    keys = ("raw_copy_rps", "raw_copy_utc_rps", "naive_rps", "pipeline_cold_rps", "pipeline_rps")
+    # Results written before the UTC client was measured have no such figure.
+    pairs = [(n, k) for n, k in zip(names, keys, strict=True) if k in result]
+    names = [n for n, _ in pairs]
+    values = [float(result[k]) for _, k in pairs]
+    colors = {
+        "raw_copy_rps": "#9e9e9e",
+        "raw_copy_utc_rps": "#c7c7c7",
+        "naive_rps": "#f4a259",
+        "pipeline_cold_rps": "#9cc3dc",
+        "pipeline_rps": "#3d7ea6",
+    }
+    figure, axis = plt.subplots(figsize=(8, 4))
+    bars = axis.bar(names, values, color=[colors[k] for _, k in pairs])
     _label_bars(axis, bars, values)
     axis.set_ylabel("records/s")
     axis.set_title(

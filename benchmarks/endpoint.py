@@ -15,6 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from streamenrich.kinesis.client import kinesis_client
 from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis
 
@@ -59,6 +62,23 @@ class LocalEndpoint:
     def new_client(self) -> Any:
         """A client of its own, e.g. for a thread (clients are cheap; sessions are not shared)."""
         return kinesis_client(REGION, self.url)
+
+    def baseline_client(self) -> Any:
+        """A plain ``boto3.client`` with the same retry and pool settings as
+        :func:`kinesis_client`, but boto3's default response parsing (timestamps in the local
+        zone through dateutil): what the baselines use, as a first consumer would.
+        """
+        return boto3.client(
+            "kinesis",
+            region_name=REGION,
+            endpoint_url=self.url,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 4},
+                connect_timeout=10,
+                read_timeout=30.0,
+                max_pool_connections=32,
+            ),
+        )
 
     def new_stream(self, label: str, shards: int) -> str:
         name = f"bench-{label}-{uuid.uuid4().hex[:8]}"

@@ -4,7 +4,10 @@ N events (about 20% matching) are preloaded into a 4-shard stream; then, in one 
 one run, each contender reads all of it and writes its matches to an output stream of its own:
 
 - ``raw_copy_rps``: plain boto3, every shard drained in parallel, the matched records (known
-  in advance) copied with PutRecords; no enrichment (:mod:`benchmarks.raw_copy`);
+  in advance) copied with PutRecords; no enrichment (:mod:`benchmarks.raw_copy`).
+  ``raw_copy_utc_rps`` is the same copy with streamenrich's own client, whose parser makes
+  arrival timestamps UTC datetimes without dateutil (``kinesis_client``), and
+  ``pipeline_vs_raw_utc`` the ratio against it;
 - ``naive_rps``: a first-tutorial consumer (:mod:`benchmarks.naive_enricher`);
 - ``pipeline_rps``: ``EnrichmentJob`` in ``available_now`` mode with default settings, in
   steady state: records over the time spent in micro-batches (Spark's ``triggerExecution``,
@@ -62,16 +65,22 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         meter = CpuMeter(endpoint.server.process.pid)
         raw_target = endpoint.new_stream("raw-copy", sizes.throughput_shards)
         mark = meter.sample()
-        raw = copy_matched(endpoint.new_client, source, raw_target, selected)
+        raw = copy_matched(endpoint.baseline_client, source, raw_target, selected)
         raw_cpu = meter.since(mark, raw.records_read)
         endpoint.delete_stream(raw_target)
+        # The same copy with the pipeline's own client (UTC timestamp parsing).
+        raw_utc_target = endpoint.new_stream("raw-copy-utc", sizes.throughput_shards)
+        mark = meter.sample()
+        raw_utc = copy_matched(endpoint.new_client, source, raw_utc_target, selected)
+        raw_utc_cpu = meter.since(mark, raw_utc.records_read)
+        endpoint.delete_stream(raw_utc_target)
 
         started = time.perf_counter()
         people = people_by_rut(registry_rows(table))
         naive_load_s = time.perf_counter() - started
         naive_target = endpoint.new_stream("naive", sizes.throughput_shards)
         mark = meter.sample()
-        naive = enrich_stream(endpoint.new_client(), source, naive_target, people)
+        naive = enrich_stream(endpoint.baseline_client(), source, naive_target, people)
         naive_cpu = meter.since(mark, naive.records_read)
         endpoint.delete_stream(naive_target)
 
@@ -113,11 +122,13 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         ),
         "preload_rps": round(loaded.records_per_s, 1),
         "raw_copy_rps": round(raw.records_per_s, 1),
+        "raw_copy_utc_rps": round(raw_utc.records_per_s, 1),
         "naive_rps": round(naive.records_per_s, 1),
         "pipeline_rps": round(steady.records_per_s, 1),
         "pipeline_cold_rps": round(cold.records_per_s, 1),
         "pipeline_total_s": round(pipeline_total_s, 3),
         "pipeline_vs_raw": ratio(steady.records_per_s, raw.records_per_s),
+        "pipeline_vs_raw_utc": ratio(steady.records_per_s, raw_utc.records_per_s),
         "pipeline_vs_naive": ratio(steady.records_per_s, naive.records_per_s),
         "pipeline_cold_vs_raw": ratio(cold.records_per_s, raw.records_per_s),
         "pipeline_cold_vs_naive": ratio(cold.records_per_s, naive.records_per_s),
@@ -125,6 +136,7 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         "cpu": {
             "cores": cores,
             "raw_copy": raw_cpu,
+            "raw_copy_utc": raw_utc_cpu,
             "naive": naive_cpu,
             "pipeline": steady_cpu,
             "pipeline_cold": pipeline_cpu,
@@ -142,6 +154,11 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
             "put_records_calls": raw.put_calls,
             "seconds": round(raw.seconds, 3),
             "threads": sizes.throughput_shards,
+        },
+        "raw_copy_utc": {
+            "records_read": raw_utc.records_read,
+            "records_written": raw_utc.records_written,
+            "seconds": round(raw_utc.seconds, 3),
         },
         "naive": {
             "records_read": naive.records_read,

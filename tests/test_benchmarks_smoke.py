@@ -24,11 +24,13 @@ FIGURES: dict[str, tuple[str, ...]] = {
         "matched",
         "matched_share",
         "raw_copy_rps",
+        "raw_copy_utc_rps",
         "naive_rps",
         "pipeline_rps",
         "pipeline_cold_rps",
         "pipeline_total_s",
         "pipeline_vs_raw",
+        "pipeline_vs_raw_utc",
         "pipeline_vs_naive",
         "read_amplification",
     ),
@@ -92,6 +94,10 @@ def test_tiny_run_writes_every_figure(tmp_path: Path) -> None:
     # Every record was read by every contender, and the pipeline agreed with the oracle.
     throughput = result["throughput"]
     assert throughput["raw_copy"]["records_read"] == throughput["events"]
+    assert throughput["raw_copy_utc"]["records_read"] == throughput["events"]
+    assert (
+        throughput["raw_copy_utc"]["records_written"] == throughput["raw_copy"]["records_written"]
+    )
     assert throughput["naive"]["records_read"] == throughput["events"]
     assert throughput["pipeline"]["records_read"] == throughput["events"]
     assert throughput["pipeline_cold"]["records_read"] == throughput["events"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -74,3 +75,45 @@ def test_a_start_ahead_of_the_server_is_told_apart_from_other_bad_arguments() ->
     assert not is_future_timestamp(refused("StartingSequenceNumber is invalid"), "AT_TIMESTAMP")
     assert not is_future_timestamp(refused("future", "AccessDeniedException"), "AT_TIMESTAMP")
     assert not is_future_timestamp(ValueError("future"), "AT_TIMESTAMP")
+
+
+def test_epoch_to_utc_gives_aware_utc_datetimes() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streamenrich.kinesis.client import epoch_to_utc
+
+    assert epoch_to_utc(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    stamp = epoch_to_utc(1764672000.125)
+    assert stamp == datetime(2025, 12, 2, 10, 40, 0, 125000, tzinfo=UTC)
+    assert stamp.utcoffset() == timedelta(0)
+    # Text goes to botocore's parser, which keeps the zone it names.
+    text = epoch_to_utc("2026-12-02T10:00:00-03:00")
+    assert text == datetime(2026, 12, 2, 13, 0, tzinfo=UTC)
+    assert text.utcoffset() == timedelta(hours=-3)
+    assert epoch_to_utc("2026-12-02T10:00:00Z").tzinfo is not None
+    assert epoch_to_utc(datetime(2026, 1, 1, tzinfo=UTC).timestamp()).year == 2026
+
+
+def test_arrival_timestamps_are_the_instants_boto3s_default_client_gives(
+    endpoint: str, new_stream: Any
+) -> None:
+    import boto3
+
+    stream = new_stream(shards=1)
+    client = kinesis_client(endpoint_url=endpoint)
+    for i in range(5):
+        client.put_record(StreamName=stream, Data=b"%d" % i, PartitionKey="k")
+    default = boto3.client("kinesis", region_name="us-east-1", endpoint_url=endpoint)
+
+    def arrivals(reader: Any) -> list[Any]:
+        iterator = reader.get_shard_iterator(
+            StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = reader.get_records(ShardIterator=iterator, Limit=100)["Records"]
+        return [r["ApproximateArrivalTimestamp"] for r in records]
+
+    ours, theirs = arrivals(client), arrivals(default)
+    assert len(ours) == len(theirs) == 5
+    assert ours == theirs  # aware datetimes compare as instants
+    assert [s.timestamp() for s in ours] == [s.timestamp() for s in theirs]
+    assert all(s.utcoffset() == timedelta(0) for s in ours)
