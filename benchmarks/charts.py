@@ -35,11 +35,19 @@ def throughput_chart(result: dict[str, Any], path: Path) -> Path:
     names = [
         "raw copy\n(boto3)",
         "raw copy\n(UTC client)",
+        "raw copy\n+ dead letters",
         "naive\nconsumer",
         "pipeline\n(first run)",
         "pipeline\n(steady)",
     ]
-    keys = ("raw_copy_rps", "raw_copy_utc_rps", "naive_rps", "pipeline_cold_rps", "pipeline_rps")
+    keys = (
+        "raw_copy_rps",
+        "raw_copy_utc_rps",
+        "raw_copy_with_dead_letters_rps",
+        "naive_rps",
+        "pipeline_cold_rps",
+        "pipeline_rps",
+    )
     # Results written before the UTC client was measured have no such figure.
     pairs = [(n, k) for n, k in zip(names, keys, strict=True) if k in result]
     names = [n for n, _ in pairs]
@@ -47,11 +55,12 @@ def throughput_chart(result: dict[str, Any], path: Path) -> Path:
     colors = {
         "raw_copy_rps": "#9e9e9e",
         "raw_copy_utc_rps": "#c7c7c7",
+        "raw_copy_with_dead_letters_rps": "#b5b5b5",
         "naive_rps": "#f4a259",
         "pipeline_cold_rps": "#9cc3dc",
         "pipeline_rps": "#3d7ea6",
     }
-    figure, axis = plt.subplots(figsize=(8, 4))
+    figure, axis = plt.subplots(figsize=(9, 4))
     bars = axis.bar(names, values, color=[colors[k] for _, k in pairs])
     _label_bars(axis, bars, values)
     axis.set_ylabel("records/s")

@@ -9,7 +9,7 @@ or evaluated: this is what moving the bytes costs on this endpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +51,7 @@ def put_all(client: Any, stream: str, entries: list[dict[str, Any]]) -> int:
 
 
 def _copy_shard(
-    client: Any, source: str, shard_id: str, target: str, selected: frozenset[bytes]
+    client: Any, source: str, shard_id: str, routes: Mapping[str, frozenset[bytes]]
 ) -> tuple[int, int, int, int]:
     iterator = client.get_shard_iterator(
         StreamName=source, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
@@ -62,13 +62,14 @@ def _copy_shard(
         get_calls += 1
         records = response["Records"]
         read += len(records)
-        entries = [
-            {"Data": r["Data"], "PartitionKey": r["PartitionKey"]}
-            for r in records
-            if r["Data"] in selected
-        ]
-        put_calls += put_all(client, target, entries)
-        written += len(entries)
+        for target, selected in routes.items():
+            entries = [
+                {"Data": r["Data"], "PartitionKey": r["PartitionKey"]}
+                for r in records
+                if r["Data"] in selected
+            ]
+            put_calls += put_all(client, target, entries)
+            written += len(entries)
         if not records and response.get("MillisBehindLatest", 0) == 0:
             break  # drained: the stream was loaded before the copy started
         iterator = response.get("NextShardIterator")
@@ -76,15 +77,22 @@ def _copy_shard(
 
 
 def copy_matched(
-    new_client: Callable[[], Any], source: str, target: str, selected: frozenset[bytes]
+    new_client: Callable[[], Any],
+    source: str,
+    target: str,
+    selected: frozenset[bytes],
+    *,
+    also: Mapping[str, frozenset[bytes]] | None = None,
 ) -> CopyResult:
     """Drain ``source`` (every shard in parallel) and write the ``selected`` records to
-    ``target``; timed from the first ``ListShards`` to the last ``PutRecords``."""
+    ``target`` (and each set in ``also`` to its stream); timed from the first ``ListShards``
+    to the last ``PutRecords``."""
+    routes = {target: selected, **(also or {})}
     started = time.perf_counter()
     shards = list_shards(new_client(), source)
     with ThreadPoolExecutor(max_workers=len(shards)) as pool:
         futures = [
-            pool.submit(_copy_shard, new_client(), source, shard.shard_id, target, selected)
+            pool.submit(_copy_shard, new_client(), source, shard.shard_id, routes)
             for shard in shards
         ]
         totals = [sum(values) for values in zip(*(f.result() for f in futures), strict=True)]

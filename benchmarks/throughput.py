@@ -7,7 +7,9 @@ one run, each contender reads all of it and writes its matches to an output stre
   in advance) copied with PutRecords; no enrichment (:mod:`benchmarks.raw_copy`).
   ``raw_copy_utc_rps`` is the same copy with streamenrich's own client, whose parser makes
   arrival timestamps UTC datetimes without dateutil (``kinesis_client``), and
-  ``pipeline_vs_raw_utc`` the ratio against it;
+  ``pipeline_vs_raw_utc`` the ratio against it. ``raw_copy_with_dead_letters_rps`` (UTC
+  client) also writes the dead-letter share to a second stream, as the pipeline does: the
+  same number of records written;
 - ``naive_rps``: a first-tutorial consumer (:mod:`benchmarks.naive_enricher`);
 - ``pipeline_rps``: ``EnrichmentJob`` in ``available_now`` mode with default settings, in
   steady state: records over the time spent in micro-batches (Spark's ``triggerExecution``,
@@ -53,10 +55,13 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
     rows = registry_rows(table)
     buckets = expected_buckets(workload.events, rows)
     expected = Counter(buckets)
-    selected = frozenset(
-        data
-        for (_, data), bucket in zip(workload.events, buckets, strict=True)
-        if bucket == "matched"
+    selected, dead = (
+        frozenset(
+            data
+            for (_, data), bucket in zip(workload.events, buckets, strict=True)
+            if bucket == wanted
+        )
+        for wanted in ("matched", "dead_letter")
     )
     with LocalEndpoint.start() as endpoint:
         source = endpoint.new_stream("events", sizes.throughput_shards)
@@ -74,6 +79,16 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         raw_utc = copy_matched(endpoint.new_client, source, raw_utc_target, selected)
         raw_utc_cpu = meter.since(mark, raw_utc.records_read)
         endpoint.delete_stream(raw_utc_target)
+        # And with the pipeline's writes: the dead-letter share to a stream of its own too.
+        raw_all_target = endpoint.new_stream("raw-copy-all", sizes.throughput_shards)
+        raw_all_dead = endpoint.new_stream("raw-copy-dead", 1)
+        mark = meter.sample()
+        raw_all = copy_matched(
+            endpoint.new_client, source, raw_all_target, selected, also={raw_all_dead: dead}
+        )
+        raw_all_cpu = meter.since(mark, raw_all.records_read)
+        endpoint.delete_stream(raw_all_target)
+        endpoint.delete_stream(raw_all_dead)
 
         started = time.perf_counter()
         people = people_by_rut(registry_rows(table))
@@ -123,12 +138,14 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         "preload_rps": round(loaded.records_per_s, 1),
         "raw_copy_rps": round(raw.records_per_s, 1),
         "raw_copy_utc_rps": round(raw_utc.records_per_s, 1),
+        "raw_copy_with_dead_letters_rps": round(raw_all.records_per_s, 1),
         "naive_rps": round(naive.records_per_s, 1),
         "pipeline_rps": round(steady.records_per_s, 1),
         "pipeline_cold_rps": round(cold.records_per_s, 1),
         "pipeline_total_s": round(pipeline_total_s, 3),
         "pipeline_vs_raw": ratio(steady.records_per_s, raw.records_per_s),
         "pipeline_vs_raw_utc": ratio(steady.records_per_s, raw_utc.records_per_s),
+        "pipeline_vs_raw_with_dead_letters": ratio(steady.records_per_s, raw_all.records_per_s),
         "pipeline_vs_naive": ratio(steady.records_per_s, naive.records_per_s),
         "pipeline_cold_vs_raw": ratio(cold.records_per_s, raw.records_per_s),
         "pipeline_cold_vs_naive": ratio(cold.records_per_s, naive.records_per_s),
@@ -137,6 +154,7 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
             "cores": cores,
             "raw_copy": raw_cpu,
             "raw_copy_utc": raw_utc_cpu,
+            "raw_copy_with_dead_letters": raw_all_cpu,
             "naive": naive_cpu,
             "pipeline": steady_cpu,
             "pipeline_cold": pipeline_cpu,
@@ -159,6 +177,11 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
             "records_read": raw_utc.records_read,
             "records_written": raw_utc.records_written,
             "seconds": round(raw_utc.seconds, 3),
+        },
+        "raw_copy_with_dead_letters": {
+            "records_read": raw_all.records_read,
+            "records_written": raw_all.records_written,
+            "seconds": round(raw_all.seconds, 3),
         },
         "naive": {
             "records_read": naive.records_read,

@@ -25,6 +25,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
         "matched_share",
         "raw_copy_rps",
         "raw_copy_utc_rps",
+        "raw_copy_with_dead_letters_rps",
         "naive_rps",
         "pipeline_rps",
         "pipeline_cold_rps",
