@@ -59,3 +59,43 @@ def test_start_and_stop_moto_on_a_free_port() -> None:
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+def test_sequence_bounds_in_constant_time_are_moto_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.kinesis import models
+
+    from streamenrich.kinesis.moto_server import _constant_time_sequence_bounds
+
+    released = models.Shard.get_min_sequence_number, models.Shard.get_max_sequence_number
+    # monkeypatch puts moto's own methods back after the test.
+    monkeypatch.setattr(models.Shard, "get_min_sequence_number", released[0])
+    monkeypatch.setattr(models.Shard, "get_max_sequence_number", released[1])
+    shard = models.Shard(0, 0, 2**128)
+    expected_empty = (released[0](shard), released[1](shard))
+    for _ in range(3):
+        shard.put_record("k", "eA==", None)
+    expected = (released[0](shard), released[1](shard))
+    _constant_time_sequence_bounds()
+    assert (shard.get_min_sequence_number(), shard.get_max_sequence_number()) == expected == (1, 3)
+    assert shard.put_record("k", "eA==", None) == "4"
+    assert list(shard.records) == [1, 2, 3, 4]
+    empty = models.Shard(1, 0, 2**128)
+    assert (empty.get_min_sequence_number(), empty.get_max_sequence_number()) == expected_empty
+    assert expected_empty == (0, 0)
+
+
+def test_the_server_numbers_records_in_order_across_calls(
+    moto_endpoint: str, moto_stream: Any
+) -> None:
+    stream = moto_stream(shards=1)
+    client = kinesis_client(endpoint_url=moto_endpoint)
+    acked: list[int] = []
+    for _ in range(3):
+        response = client.put_records(
+            StreamName=stream, Records=[{"PartitionKey": "k", "Data": b"%d" % i} for i in range(50)]
+        )
+        acked += [int(r["SequenceNumber"]) for r in response["Records"]]
+    assert acked == list(range(acked[0], acked[0] + 150))
+    shard = client.list_shards(StreamName=stream)["Shards"][0]
+    assert int(shard["SequenceNumberRange"]["StartingSequenceNumber"]) == acked[0]
+    assert [int(r["SequenceNumber"]) for r in drain(client, stream)] == acked
