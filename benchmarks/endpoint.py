@@ -16,9 +16,8 @@ from types import TracebackType
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
-from streamenrich.kinesis.client import kinesis_client
+from streamenrich.kinesis.client import client_config, kinesis_client
 from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis
 
 REGION = "us-east-1"
@@ -72,12 +71,7 @@ class LocalEndpoint:
             "kinesis",
             region_name=REGION,
             endpoint_url=self.url,
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 4},
-                connect_timeout=10,
-                read_timeout=30.0,
-                max_pool_connections=32,
-            ),
+            config=client_config(),
         )
 
     def new_stream(self, label: str, shards: int) -> str:

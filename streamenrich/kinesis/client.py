@@ -180,6 +180,16 @@ def _utc_session() -> boto3.session.Session:
     return session
 
 
+def client_config(*, retries: int = 4, read_timeout_s: float = 30.0) -> Config:
+    """The botocore settings of every client here: standard retries, timeouts, pool size."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": retries},
+        connect_timeout=10,
+        read_timeout=read_timeout_s,
+        max_pool_connections=32,
+    )
+
+
 def kinesis_client(
     region: str | None = None,
     endpoint_url: str | None = None,
@@ -195,12 +205,7 @@ def kinesis_client(
     caller's own backoff takes over. Response timestamps are aware UTC datetimes
     (:func:`epoch_to_utc`); boto3's default gives the same instants in the local zone.
     """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": retries},
-        connect_timeout=10,
-        read_timeout=read_timeout_s,
-        max_pool_connections=32,
-    )
+    config = client_config(retries=retries, read_timeout_s=read_timeout_s)
     with _SESSION_LOCK:
         return _utc_session().client(
             "kinesis",
