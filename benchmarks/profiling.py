@@ -16,7 +16,13 @@ the UI's REST API::
 
     uv run python benchmarks/profiling.py tasks --rate 1000 --seconds 40
 
-Both print; neither writes results. They are diagnostics, not the benchmark (``run.py``).
+``parse`` times :func:`~streamenrich.enrich.events.parse_events` alone on a cached, static
+DataFrame of generated records (no endpoint, no streaming) into a ``noop`` write, several
+rounds in one session, so the JIT's warm-up shows in the first rounds::
+
+    uv run python benchmarks/profiling.py parse --events 200000 --rounds 6
+
+They print; none writes results. They are diagnostics, not the benchmark (``run.py``).
 """
 
 from __future__ import annotations
@@ -109,6 +115,33 @@ def phases(args: argparse.Namespace) -> None:
             )
             bench.release(job)
         bench.spark.stop()
+
+
+def parse_static(args: argparse.Namespace) -> None:
+    from datetime import UTC
+
+    from streamenrich.enrich.events import parse_events
+    from streamenrich.kinesis.source import SOURCE_SCHEMA
+    from streamenrich.producer import generate_events
+    from streamenrich.reference.generate import generate_registry
+    from streamenrich.spark_session import build_spark
+
+    ruts = [str(rut) for rut in generate_registry(10_000, 7).column("rut").to_pylist()]
+    records = generate_events(args.events, ruts, seed=11, unknown_share=0.3)
+    arrival = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        (data, "events", f"shardId-{i % 4:012d}", key, f"{i:056d}", arrival)
+        for i, (key, data) in enumerate(records)
+    ]
+    spark = build_spark(conf={"spark.driver.memory": args.driver_memory})
+    frame = spark.createDataFrame(rows, SOURCE_SCHEMA).repartition(4).cache()
+    frame.count()
+    for number in range(args.rounds):
+        started = time.perf_counter()
+        parse_events(frame).write.format("noop").mode("overwrite").save()
+        wall = time.perf_counter() - started
+        print(f"round {number + 1}: {wall:6.2f} s {args.events / wall:9.0f} records/s", flush=True)
+    spark.stop()
 
 
 def _rest(base: str, path: str) -> Any:
@@ -211,11 +244,12 @@ def main() -> None:
     task_parser.add_argument("--seconds", type=int, default=40)
     task_parser.add_argument("--warmup", type=int, default=4_000)
     task_parser.add_argument("--master", default="local[*]")
+    static_parser = commands.add_parser("parse", help="parse_events alone on a static frame")
+    static_parser.add_argument("--events", type=int, default=200_000)
+    static_parser.add_argument("--rounds", type=int, default=6)
+    static_parser.add_argument("--driver-memory", default="3g")
     args = parser.parse_args()
-    if args.command == "phases":
-        phases(args)
-    else:
-        tasks(args)
+    {"phases": phases, "tasks": tasks, "parse": parse_static}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ import atexit
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +48,8 @@ _MAX_OPEN = 4
 # one such batch at a time (about 200 MB at a million people).
 ROWS_PER_BATCH = 1 << 20
 _OPEN: dict[str, tuple[pa.Table, np.ndarray]] = {}
+# The lookup's struct column, flattened into the person columns right after.
+_PERSON = "_person"
 
 
 class DuplicateRutError(ValueError):
@@ -101,14 +104,30 @@ class RegistryIndex:
 
     def join(self, frame: DataFrame, key: Column) -> DataFrame:
         """``frame`` with the person columns of :data:`PERSON_COLUMNS` (null when ``key`` is
-        null or not in the registry); one row out per row in, in order."""
+        null or not in the registry); one row out per row in, in order.
+
+        The lookup is a scalar Arrow UDF: only the key goes to the Python worker and only the
+        person's columns come back, while Spark keeps the rest of each row on its side (a
+        ``mapInArrow`` would send every column through Python and back).
+        """
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
         from pyspark.sql.types import StructType
 
-        keyed = frame.withColumn(KEY_COLUMN, key)
         person = StructType.fromDDL(self.person_ddl)
         assert isinstance(person, StructType)
-        schema = StructType([*frame.schema.fields, *person.fields])
-        return keyed.mapInArrow(_Lookup(self.file_name), schema)
+        # The type is given, since PySpark reads type hints unevaluated (this module's
+        # annotations are strings); its advice to prefer hints is silenced for that reason.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "It is preferred to specify type hints")
+            lookup = arrow_udf(
+                _Lookup(self.file_name, tuple(person.names)), person, ArrowUDFType.SCALAR
+            )
+        looked_up = frame.select("*", lookup(key).alias(_PERSON))
+        return looked_up.select(
+            *[F.col(f"`{name}`") for name in frame.columns],
+            *[F.col(_PERSON).getField(name).alias(name) for name in person.names],
+        )
 
 
 def _arrow_schema(frame: DataFrame) -> pa.Schema:
@@ -224,17 +243,13 @@ def gather(table: pa.Table, rows: pa.Array) -> pa.Table:
 
 @dataclass(frozen=True)
 class _Lookup:
-    """The ``mapInArrow`` function: the input columns, then the person's."""
+    """The Arrow UDF: the keys of a batch in, the person of each (a struct) out."""
 
     file_name: str
+    names: tuple[str, ...]
 
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def __call__(self, query: pa.Array) -> pa.Array:
         people, keys = _open(self.file_name)
-        for batch in batches:
-            index = batch.schema.get_field_index(KEY_COLUMN)
-            rows = lookup_rows(keys, batch.column(index))
-            matched = gather(people, rows)
-            columns: list[Any] = [c for i, c in enumerate(batch.columns) if i != index]
-            columns += [matched.column(i).combine_chunks() for i in range(matched.num_columns)]
-            names = [n for i, n in enumerate(batch.schema.names) if i != index]
-            yield pa.RecordBatch.from_arrays(columns, names=[*names, *matched.column_names])
+        matched = gather(people, lookup_rows(keys, query))
+        columns = [matched.column(name).combine_chunks() for name in self.names]
+        return pa.StructArray.from_arrays(columns, names=list(self.names))
