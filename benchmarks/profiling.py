@@ -86,7 +86,7 @@ def phase_frame(job: Any, phase: str) -> Any:
 def phases(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="profile-"))
     workload, _ = build_workload(work, args.rows, args.events + args.warmup, 0.2)
-    conf = {"spark.driver.memory": args.driver_memory}
+    conf = {"spark.driver.memory": args.driver_memory, **dict(args.conf)}
     with LocalEndpoint.start() as endpoint:
         bench = PipelineBench(endpoint, work, workload.registry_path, conf)
         bench.warm_up(workload.events[: args.warmup], 4)
@@ -133,7 +133,7 @@ def parse_static(args: argparse.Namespace) -> None:
         (data, "events", f"shardId-{i % 4:012d}", key, f"{i:056d}", arrival)
         for i, (key, data) in enumerate(records)
     ]
-    spark = build_spark(conf={"spark.driver.memory": args.driver_memory})
+    spark = build_spark(conf={"spark.driver.memory": args.driver_memory, **dict(args.conf)})
     frame = spark.createDataFrame(rows, SOURCE_SCHEMA).repartition(4).cache()
     frame.count()
     for number in range(args.rounds):
@@ -230,6 +230,13 @@ def tasks(args: argparse.Namespace) -> None:
         bench.spark.stop()
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +246,7 @@ def main() -> None:
     phase_parser.add_argument("--warmup", type=int, default=4_000)
     phase_parser.add_argument("--rows", type=int, default=10_000, help="registry rows")
     phase_parser.add_argument("--driver-memory", default="3g")
+    phase_parser.add_argument("--conf", type=_setting, action="append", default=[], help="K=V")
     task_parser = commands.add_parser("tasks", help="micro-batch and task timings at a rate")
     task_parser.add_argument("--rate", type=int, default=1_000)
     task_parser.add_argument("--seconds", type=int, default=40)
@@ -248,6 +256,7 @@ def main() -> None:
     static_parser.add_argument("--events", type=int, default=200_000)
     static_parser.add_argument("--rounds", type=int, default=6)
     static_parser.add_argument("--driver-memory", default="3g")
+    static_parser.add_argument("--conf", type=_setting, action="append", default=[], help="K=V")
     args = parser.parse_args()
     {"phases": phases, "tasks": tasks, "parse": parse_static}[args.command](args)
 

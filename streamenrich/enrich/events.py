@@ -11,10 +11,6 @@ which tells a missing field (SQL NULL) from a JSON ``null`` and from a value of 
 JSON type (``schema_of_variant``). Variant casts are lenient (``"12"`` casts to 12, ``true``
 to 1), so the type is checked before any value is read.
 
-Most records are exactly the contract's seven fields with the right JSON types: for those,
-``schema_of_variant`` of the whole object equals :data:`CONTRACT_SCHEMA`, and all seven are
-read with one cast to a struct. Only the other records pay the per-field checks.
-
 A record is dead-lettered with the *first* problem found, in this order:
 
 1. ``not_utf8``: the bytes are not valid UTF-8 (a null payload counts as ``not_json``).
@@ -62,21 +58,6 @@ EVENT_FIELDS: dict[str, tuple[str, str]] = {
     "event_time": ("STRING", "timestamp"),
 }
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_FIELDS)
-# ``schema_of_variant`` of an object holding exactly the contract's fields, each of its JSON
-# type (Spark lists an object's fields sorted by name), and the struct those are read as.
-CONTRACT_SCHEMA = (
-    "OBJECT<"
-    + ", ".join(f"{name}: {json_type}" for name, (json_type, _) in sorted(EVENT_FIELDS.items()))
-    + ">"
-)
-_CONTRACT_STRUCT = (
-    "struct<"
-    + ", ".join(
-        f"{name}: {'bigint' if json_type == 'BIGINT' else 'string'}"
-        for name, (json_type, _) in EVENT_FIELDS.items()
-    )
-    + ">"
-)
 # The Kinesis source's metadata columns, kept on every output but ``matched``.
 SOURCE_COLUMNS: tuple[str, ...] = (
     "streamName",
@@ -174,21 +155,8 @@ def parse_events(events: DataFrame) -> DataFrame:
         *keep,
         "_utf8",
         "_one",
-        "_obj",
-        F.coalesce(
-            F.call_function("schema_of_variant", F.col("_obj")) == CONTRACT_SCHEMA, F.lit(False)
-        ).alias("_fast"),
-    )
-    # The fast path casts the whole object once; the others read each field as a variant.
-    fast = F.col("_fast")
-    frame = frame.select(
-        *keep,
-        "_utf8",
-        "_one",
-        "_fast",
-        F.when(fast, _variant_get(F.col("_obj"), "$", _CONTRACT_STRUCT)).alias("_all"),
         *[
-            F.when(~fast, _variant_get(F.col("_obj"), f"$.{name}", "variant")).alias(f"_raw_{name}")
+            _variant_get(F.col("_obj"), f"$.{name}", "variant").alias(f"_raw_{name}")
             for name in EVENT_FIELDS
         ],
     )
@@ -196,18 +164,14 @@ def parse_events(events: DataFrame) -> DataFrame:
     for name, (json_type, _) in EVENT_FIELDS.items():
         raw = F.col(f"_raw_{name}")
         spark_type = "bigint" if json_type == "BIGINT" else "string"
-        present = raw.isNotNull() & ~F.call_function("is_variant_null", raw)
-        typed = F.call_function("schema_of_variant", raw) == json_type
         checks += [
-            F.when(fast, F.lit(True))
-            .otherwise(F.coalesce(present, F.lit(False)))
-            .alias(f"_present_{name}"),
-            F.when(fast, F.lit(True))
-            .otherwise(F.coalesce(typed, F.lit(False)))
-            .alias(f"_typed_{name}"),
-            F.when(fast, F.col("_all").getField(name))
-            .otherwise(_variant_get(raw, "$", spark_type))
-            .alias(f"_value_{name}"),
+            F.coalesce(
+                raw.isNotNull() & ~F.call_function("is_variant_null", raw), F.lit(False)
+            ).alias(f"_present_{name}"),
+            F.coalesce(F.call_function("schema_of_variant", raw) == json_type, F.lit(False)).alias(
+                f"_typed_{name}"
+            ),
+            _variant_get(raw, "$", spark_type).alias(f"_value_{name}"),
         ]
     frame = frame.select(*keep, "_utf8", "_one", *checks)
     value = {name: F.col(f"_value_{name}") for name in EVENT_FIELDS}
