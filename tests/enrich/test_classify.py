@@ -94,6 +94,40 @@ def test_index_counts_every_row(
     assert RegistryIndex.build(spark, registry, tmp_path).rows == len(people)
 
 
+def test_index_join_sends_only_the_key_through_python(
+    spark: Any, registry: Any, people: list[Any], tmp_path: Any
+) -> None:
+    """Each row keeps its own columns and gets the person of its key, or nulls; the Python
+    worker sees the key alone (a scalar Arrow UDF), never the whole row."""
+    from pyspark.sql import functions as F
+
+    from streamenrich.enrich.lookup import rut_key
+    from streamenrich.enrich.rules import PERSON_COLUMNS
+
+    index = RegistryIndex.build(spark, registry, tmp_path)
+    wide = "x" * 5_000
+    rows = [
+        (people[5][0], "a", wide),
+        ("1-9", "b", wide),
+        (None, "c", wide),
+        (people[0][0], "d", ""),
+    ]
+    frame = spark.createDataFrame(rows, "rut STRING, tag STRING, payload STRING")
+    joined = index.join(frame, rut_key(F.col("rut")))
+
+    person_columns = list(PERSON_COLUMNS.values())
+    assert joined.columns == ["rut", "tag", "payload", *person_columns]
+    got = [tuple(row) for row in joined.orderBy("tag").collect()]
+    assert got == [
+        (people[5][0], "a", wide, *people[5]),
+        ("1-9", "b", wide, *[None] * len(person_columns)),
+        (None, "c", wide, *[None] * len(person_columns)),
+        (people[0][0], "d", "", *people[0]),
+    ]
+    plan = joined._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("ArrowEvalPython") == 1 and "MapInArrow" not in plan, plan
+
+
 def test_lookup_rows_finds_present_keys_only() -> None:
     keys = np.array([3, 8, 15, 40], dtype=np.int64)
     query = pa.array([8, 2, 40, 41, None, 3, 15, 9], pa.int64())
