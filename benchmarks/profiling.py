@@ -49,7 +49,7 @@ from benchmarks.driver_memory import _descendants
 from benchmarks.endpoint import LocalEndpoint
 from benchmarks.latency import output_latencies_ms, percentiles
 from benchmarks.pipeline_run import PipelineBench, duration_summary, query_prefix
-from benchmarks.workload import build_workload, preload
+from benchmarks.workload import EVENTS_SEED, REGISTRY_SEED, build_workload, known_ruts, preload
 
 PHASES = ("read", "parse", "classify", "full")
 
@@ -126,8 +126,8 @@ def parse_static(args: argparse.Namespace) -> None:
     from streamenrich.reference.generate import generate_registry
     from streamenrich.spark_session import build_spark
 
-    ruts = [str(rut) for rut in generate_registry(10_000, 7).column("rut").to_pylist()]
-    records = generate_events(args.events, ruts, seed=11, unknown_share=0.3)
+    ruts = known_ruts(generate_registry(10_000, REGISTRY_SEED))
+    records = generate_events(args.events, ruts, seed=EVENTS_SEED, unknown_share=0.3)
     arrival = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
         (data, "events", f"shardId-{i % 4:012d}", key, f"{i:056d}", arrival)
