@@ -45,7 +45,7 @@ from benchmarks.pipeline_run import PipelineBench
 from benchmarks.raw_copy import copy_matched
 from benchmarks.sizes import Sizes
 from benchmarks.workload import build_workload, expected_buckets, preload, registry_rows
-from tests.kinesis.proxy import KinesisProxy
+from streamenrich.testing.proxy import KinesisProxy
 
 
 def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:

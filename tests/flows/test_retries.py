@@ -9,9 +9,9 @@ import pytest
 from prefect import flow
 
 from streamenrich.kinesis.client import kinesis_client
+from streamenrich.testing.proxy import KinesisProxy
 from tasks.retries import retry_transient
 from tasks.streams import provision_stream
-from tests.kinesis.proxy import KinesisProxy
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from streamenrich.kinesis.client import (
 from streamenrich.kinesis.errors import ShardReadError
 from streamenrich.kinesis.positions import ShardPosition
 from streamenrich.kinesis.shard_reader import MAX_THROTTLE_RETRIES, ShardReader, ShardReadPlan
-from tests.kinesis.proxy import Exchange, KinesisProxy, single_attempt_client
+from streamenrich.testing.proxy import Exchange, KinesisProxy, single_attempt_client
 from tests.support import multiset, put_all
 
 THROTTLED = "ProvisionedThroughputExceededException"

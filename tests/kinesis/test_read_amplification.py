@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from streamenrich.kinesis.client import kinesis_client
-from tests.kinesis.proxy import KinesisProxy
+from streamenrich.testing.proxy import KinesisProxy
 from tests.support import BatchCollector, multiset, put_all, run_available_now
 
 POLICIES = Path(__file__).resolve().parents[2] / "deployments" / "iam"

@@ -30,7 +30,7 @@ from streamenrich.kinesis.sink import (
     chunk_entries,
     entries_from_arrow,
 )
-from tests.kinesis.proxy import KinesisProxy, entry_digest, single_attempt_client
+from streamenrich.testing.proxy import KinesisProxy, entry_digest, single_attempt_client
 from tests.support import drain, multiset
 
 THROTTLED = "ProvisionedThroughputExceededException"
