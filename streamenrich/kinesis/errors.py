@@ -37,3 +37,8 @@ class RecordTooLargeError(PutRecordsError):
 
 class MetadataError(KinesisError):
     """The per-batch shard positions kept under ``metadataPath`` are missing or unreadable."""
+
+
+class DataLossError(KinesisError):
+    """Records the source should have read are gone (trimmed by retention, or their shard
+    expired) and ``failOnDataLoss`` is true; the message names the shard and the range."""

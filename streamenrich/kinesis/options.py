@@ -23,12 +23,15 @@ MAX_RECORDS_PER_SHARD = "maxRecordsPerShard"
 MAX_FETCH_TIME_MS = "maxFetchTimeMs"
 METADATA_PATH = "metadataPath"
 MAX_PARTITIONS = "maxPartitions"
+FAIL_ON_DATA_LOSS = "failOnDataLoss"
 
 DEFAULT_STARTING_POSITION = "TRIM_HORIZON"
 # One GetRecords call returns at most 10,000 records: a batch of one call per shard.
 DEFAULT_MAX_RECORDS_PER_SHARD = 10_000
 DEFAULT_MAX_FETCH_TIME_MS = 1_000
 DEFAULT_METADATA_DIR = os.path.join(".streamenrich", "kinesis-metadata")
+# As Spark's Kafka source: records gone before they were read fail the query by default.
+DEFAULT_FAIL_ON_DATA_LOSS = True
 
 SOURCE_OPTIONS = (
     STREAM_NAME,
@@ -39,6 +42,7 @@ SOURCE_OPTIONS = (
     MAX_FETCH_TIME_MS,
     METADATA_PATH,
     MAX_PARTITIONS,
+    FAIL_ON_DATA_LOSS,
 )
 SINK_OPTIONS = (STREAM_NAME, REGION, ENDPOINT_URL)
 # Keys Spark itself puts in a source's or sink's options (``.load(path)``, ``.start(path)``,
@@ -72,6 +76,16 @@ def _positive_int(options: Mapping[str, str], key: str, default: int) -> int:
     if value <= 0:
         raise OptionError(f"option '{key}' must be a positive integer, got {raw!r}")
     return value
+
+
+def _boolean(options: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = _lookup(options, key)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text not in ("true", "false"):
+        raise OptionError(f"option '{key}' must be true or false, got {raw!r}")
+    return text == "true"
 
 
 def parse_starting_position(raw: str) -> ShardPosition:
@@ -117,6 +131,8 @@ class SourceOptions:
     metadata_path: str
     # At most this many partitions (read tasks) per micro-batch; None: one per shard.
     max_partitions: int | None = None
+    # Fail when records were trimmed before they were read; false: skip them, report a gap.
+    fail_on_data_loss: bool = DEFAULT_FAIL_ON_DATA_LOSS
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> SourceOptions:
@@ -141,6 +157,7 @@ class SourceOptions:
                 if _lookup(options, MAX_PARTITIONS) is not None
                 else None
             ),
+            fail_on_data_loss=_boolean(options, FAIL_ON_DATA_LOSS, DEFAULT_FAIL_ON_DATA_LOSS),
         )
 
 

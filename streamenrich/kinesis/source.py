@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import queue
 import threading
 import time
@@ -35,19 +36,29 @@ from pyspark.sql.streaming.datasource import (
 )
 
 from streamenrich.kinesis.client import (
+    EXPIRED_ITERATOR_CODE,
+    THROTTLING_CODES,
     Shard,
     call_with_backoff,
     describe_failure,
+    error_code,
     is_future_timestamp,
     kinesis_client,
     list_shards,
     shared_client,
 )
-from streamenrich.kinesis.errors import ShardReadError
-from streamenrich.kinesis.metadata import BatchMetadataStore
+from streamenrich.kinesis.errors import DataLossError, MetadataError, ShardReadError
+from streamenrich.kinesis.metadata import BatchMetadataStore, ShardBatchRecord
 from streamenrich.kinesis.options import SourceOptions
 from streamenrich.kinesis.positions import ShardPosition
-from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan, arrival_ms
+from streamenrich.kinesis.shard_reader import (
+    ResumeIterator,
+    ShardReader,
+    ShardReadPlan,
+    arrival_ms,
+)
+
+LOG = logging.getLogger(__name__)
 
 SOURCE_SCHEMA = (
     "data BINARY, streamName STRING, shardId STRING, partitionKey STRING, "
@@ -57,6 +68,8 @@ SOURCE_SCHEMA = (
 NO_LIMIT = -1
 # Batch number of the initial offset: nothing has been read yet.
 INITIAL_BATCH = -1
+# A probe gives up on a throttled shard after this many attempts and looks again next time.
+PROBE_ATTEMPTS = 3
 
 
 class ShardPartition(InputPartition):
@@ -96,7 +109,16 @@ def _read_shard(
     yield from reader.batches()
     assert reader.result is not None
     if recorded is None:
-        store.write(batch, reader.result)
+        stored = store.write_once(batch, reader.result)
+        if not stored.same_range(reader.result):
+            # Another attempt of this task finished first and its range is the batch's: this
+            # attempt's output must not be the one Spark keeps.
+            raise MetadataError(
+                f"batch {batch} of {planned.stream_name}/{planned.shard_id}: another attempt "
+                f"recorded {stored.count} records {stored.first}..{stored.last}, this one read "
+                f"{reader.result.count} ({reader.result.first}..{reader.result.last}); this "
+                "attempt fails so that a retry replays the recorded range"
+            )
 
 
 _DONE = object()
@@ -152,17 +174,27 @@ def merged(sources: Sequence[Callable[[], Iterator[Any]]]) -> Iterator[Any]:
 
 
 def _offset(
-    run_id: str, batch: int, limit: int, shards: dict[str, str], start: ShardPosition
+    run_id: str,
+    batch: int,
+    limit: int,
+    shards: dict[str, str],
+    start: ShardPosition,
+    gaps: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     # Keys sorted: Spark stores the JSON as given and compares offsets by it. "start" is the
-    # query's resolved starting position, where shards that join later begin.
-    return {
+    # query's resolved starting position, where shards that join later begin. "gaps" counts,
+    # per shard, the stretches of records lost to retention so far (failOnDataLoss=false);
+    # it is there only when there are some, and shows in the query's progress.
+    offset: dict[str, Any] = {
         "batch": batch,
         "limit": limit,
         "run": run_id,
         "shards": {shard_id: shards[shard_id] for shard_id in sorted(shards)},
         "start": str(start),
     }
+    if gaps:
+        offset["gaps"] = {shard_id: gaps[shard_id] for shard_id in sorted(gaps)}
+    return offset
 
 
 def admit_new_shards(
@@ -190,17 +222,31 @@ def admit_new_shards(
 
 
 class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Driver-side planning; :meth:`read` runs on the executors."""
+    """Driver-side planning; :meth:`read` runs on the executors.
+
+    Spark 4.3 calls :meth:`initialOffset` more than once for a new query and always runs a
+    batch 0, planned from the second call's result to the first's (or to the first
+    ``latestOffset``). The initial offset is therefore made once per reader, and a batch
+    that ends at it reads nothing.
+    """
 
     def __init__(self, options: dict[str, str]) -> None:
         # Cheap on purpose: Spark builds this object in several processes.
         self.options = SourceOptions.parse(options)
         self._cutoff_ms: int | None = None
         self._client: Any = None
+        self._initial: dict[str, Any] | None = None
+        # Where each shard's reads stopped, as iterators: handed from batch to batch (and
+        # refreshed by probes) so that no read starts over. Driver memory only.
+        self._resume: dict[str, ResumeIterator] = {}
+        # (run, batch) of the offsets this reader planned itself.
+        self._planned: set[tuple[str, int]] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None  # boto3 clients do not pickle
+        state["_resume"] = {}
+        state["_planned"] = set()
         return state
 
     def _kinesis(self) -> Any:
@@ -208,9 +254,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._client = kinesis_client(self.options.region, self.options.endpoint_url)
         return self._client
 
+    def _store(self, run_id: str) -> BatchMetadataStore:
+        return BatchMetadataStore(self.options.metadata_path, run_id)
+
     # -- offsets ---------------------------------------------------------------------------
 
     def initialOffset(self) -> dict[str, Any]:
+        if self._initial is not None:
+            return self._initial
         start = self.options.starting_position
         if start.kind == "LATEST":
             # Pinned to a time so that every shard, and every replay, means the same point.
@@ -218,7 +269,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         listed = list_shards(self._kinesis(), self.options.stream_name)
         shards = admit_new_shards(listed, {}, start)
         run_id = BatchMetadataStore.new_run_id()
-        return _offset(run_id, INITIAL_BATCH, self.options.max_records_per_shard, shards, start)
+        self._initial = _offset(
+            run_id, INITIAL_BATCH, self.options.max_records_per_shard, shards, start
+        )
+        return self._initial
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.options.max_records_per_shard)
@@ -231,31 +285,76 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         run_id: str = start["run"]
         batch: int = start["batch"]
         positions: dict[str, str] = dict(start["shards"])
+        gaps: dict[str, int] = dict(start.get("gaps", {}))
         per_shard = self._per_shard_limit(limit)
         # Nothing read yet: as for a caught-up batch, only a probe tells whether there is data.
         all_caught_up = True
         if batch != INITIAL_BATCH:
-            store = BatchMetadataStore(self.options.metadata_path, run_id)
-            records = store.read_batch(batch, self._active(positions))
-            for shard_id, record in records.items():
-                if record.closed:
-                    positions[shard_id] = str(ShardPosition.shard_end())
-                elif record.last is not None:
-                    positions[shard_id] = str(ShardPosition.after(record.last))
+            records = self._store(run_id).read_batch(batch, self._active(positions))
+            for record in records.values():
+                self._advance(positions, gaps, record)
             all_caught_up = all(r.caught_up and not r.closed for r in records.values())
         listed = list_shards(self._kinesis(), self.options.stream_name)
+        gone = self._vanished(listed, positions)
+        for shard_id in gone:
+            positions[shard_id] = str(ShardPosition.shard_end())
+            gaps[shard_id] = gaps.get(shard_id, 0) + 1
+            self._resume.pop(shard_id, None)
         # A shard that joins later starts where the query started (TRIM_HORIZON, or the
         # pinned LATEST / AT_TIMESTAMP time): a child split off before that point holds
         # records the query must not deliver.
         child_start = ShardPosition.parse(start["start"])
         admitted = admit_new_shards(listed, positions, child_start)
-        if set(admitted) != set(positions):
-            return _offset(run_id, batch + 1, per_shard, admitted, child_start)
-        if all_caught_up and not self._probe(admitted):
+        changed = set(admitted) != set(positions) or bool(gone)
+        if not changed and all_caught_up and not self._probe(admitted):
             return start  # nothing new: no empty micro-batch
-        if not self._active(admitted):
+        if not changed and not self._active(admitted):
             return start
-        return _offset(run_id, batch + 1, per_shard, admitted, child_start)
+        return self._plan(_offset(run_id, batch + 1, per_shard, admitted, child_start, gaps))
+
+    def _advance(
+        self, positions: dict[str, str], gaps: dict[str, int], record: ShardBatchRecord
+    ) -> None:
+        """Move a shard's position past what its read in the last batch covered."""
+        shard_id = record.shard_id
+        if record.closed:
+            positions[shard_id] = str(ShardPosition.shard_end())
+        elif record.last is not None:
+            positions[shard_id] = str(ShardPosition.after(record.last))
+        if record.gap is not None:
+            gaps[shard_id] = gaps.get(shard_id, 0) + 1
+        held = self._resume.get(shard_id)
+        if record.iterator is None or record.iterator_ms is None or record.closed:
+            self._resume.pop(shard_id, None)
+        elif held is None or held.issued_ms < record.iterator_ms:
+            # A probe since this batch may hold a newer iterator at the same place: keep it.
+            self._resume[shard_id] = ResumeIterator(
+                record.iterator, record.iterator_ms, record.iterator_skip
+            )
+
+    def _vanished(self, listed: Sequence[Shard], positions: dict[str, str]) -> list[str]:
+        """Shards still being read that ListShards no longer returns (expired past retention).
+
+        Their unread records are gone: with ``failOnDataLoss`` that fails the query.
+        """
+        listed_ids = {s.shard_id for s in listed}
+        gone = [s for s in self._active(positions) if s not in listed_ids]
+        for shard_id in gone:
+            message = (
+                f"shard {shard_id} of stream {self.options.stream_name!r} left the stream "
+                f"(past retention) before it was read to its end; records after "
+                f"{positions[shard_id]} are gone"
+            )
+            if self.options.fail_on_data_loss:
+                raise DataLossError(f"{message}; set failOnDataLoss=false to skip them")
+            LOG.warning("data loss: %s; continuing (failOnDataLoss=false)", message)
+        return gone
+
+    def _plan(self, offset: dict[str, Any]) -> dict[str, Any]:
+        """Record that ``offset``'s batch was planned, before Spark logs it."""
+        self._store(offset["run"]).mark_planned(offset["batch"])
+        self._planned.add((offset["run"], offset["batch"]))
+        return offset
 
     def _per_shard_limit(self, limit: ReadLimit) -> int:
         if isinstance(limit, ReadAllAvailable):
@@ -272,22 +371,30 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _probe(self, positions: dict[str, str]) -> bool:
         """Whether any active shard has a record (or an end) past its position.
 
-        One ``GetRecords`` with ``Limit=1`` per shard; the record it sees is read again by
-        the batch, the only read amplification in steady state. Under availableNow a record
-        past the cut-off does not count: that run is done.
+        One ``GetRecords`` with ``Limit=1`` per shard, from the iterator where the shard's
+        last read or probe stopped when there is one (no ``GetShardIterator`` call); the
+        record it sees is read again by the batch, the only read amplification in steady
+        state. A probe that finds nothing keeps the iterator it got back, so an idle shard's
+        iterator never expires. Under availableNow a record past the cut-off does not count:
+        that run is done. A shard still throttled after a few tries counts as nothing new.
         """
         for shard_id in self._active(positions):
             position = ShardPosition.parse(positions[shard_id])
             try:
                 response = self._probe_shard(shard_id, position)
             except ClientError as exc:
-                if is_future_timestamp(exc, position.kind):
-                    continue  # nothing at or after the pinned start yet
+                if is_future_timestamp(exc, position.kind) or is_throttling(exc):
+                    continue  # nothing at or after the pinned start yet / look again later
                 message = describe_failure("probe", self.options.stream_name, exc, shard_id)
                 raise ShardReadError(message) from exc
-            if response.get("NextShardIterator") is None:
+            next_iterator = response.get("NextShardIterator")
+            if next_iterator is None:
                 return True
             records = response.get("Records", [])
+            if not records:
+                # Nothing consumed: the returned iterator is the same place, issued now (or,
+                # behind the tip, further along an empty stretch).
+                self._resume[shard_id] = ResumeIterator(next_iterator, _now_ms())
             if records and self._cutoff_ms is not None:
                 # availableNow: a record that arrived after the cut-off is for the next run.
                 if arrival_ms(records[0]) > self._cutoff_ms:
@@ -299,28 +406,54 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _probe_shard(self, shard_id: str, position: ShardPosition) -> dict[str, Any]:
         client = self._kinesis()
+        resume = self._resume.get(shard_id)
+        if resume is not None and resume.skip is None and resume.usable(_now_ms()):
+            try:
+                return dict(
+                    call_with_backoff(
+                        functools.partial(
+                            client.get_records, ShardIterator=resume.iterator, Limit=1
+                        ),
+                        max_attempts=PROBE_ATTEMPTS,
+                    )
+                )
+            except ClientError as exc:
+                if error_code(exc) != EXPIRED_ITERATOR_CODE:
+                    raise
+                del self._resume[shard_id]
         iterator = call_with_backoff(
             functools.partial(
                 client.get_shard_iterator,
                 StreamName=self.options.stream_name,
                 ShardId=shard_id,
                 **position.iterator_args(),
-            )
+            ),
+            max_attempts=PROBE_ATTEMPTS,
         )["ShardIterator"]
         response: dict[str, Any] = call_with_backoff(
-            functools.partial(client.get_records, ShardIterator=iterator, Limit=1)
+            functools.partial(client.get_records, ShardIterator=iterator, Limit=1),
+            max_attempts=PROBE_ATTEMPTS,
         )
         return response
 
     # -- planning and reading ---------------------------------------------------------------
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
-        if start == end:
+        if start == end or end["batch"] == INITIAL_BATCH:
+            # Spark's batch 0 of a new query may end at the initial offset: nothing planned.
             return []
         run_id: str = end["run"]
         batch: int = end["batch"]
         limit: int = end["limit"]
         positions: dict[str, str] = end["shards"]
+        if (run_id, batch) not in self._planned and not self._store(run_id).is_planned(batch):
+            # A batch planned before a restart: its reads must be found and repeated exactly.
+            raise MetadataError(
+                f"batch {batch} of run {run_id} is not under metadataPath "
+                f"{self.options.metadata_path!r}: the source's state was moved or deleted "
+                "since the batch was planned, so it cannot be replayed exactly. Point "
+                "metadataPath at the state this checkpoint was written with"
+            )
         plans = {
             shard_id: ShardReadPlan(
                 stream_name=self.options.stream_name,
@@ -330,6 +463,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 max_fetch_time_ms=self.options.max_fetch_time_ms,
                 cutoff_ms=self._cutoff_ms,
                 replay=None,
+                resume=self._resume.get(shard_id),
+                fail_on_data_loss=self.options.fail_on_data_loss,
             )
             for shard_id in self._active(positions)
         }
@@ -354,4 +489,12 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def commit(self, end: dict[str, Any]) -> None:
         if end["batch"] != INITIAL_BATCH:
-            BatchMetadataStore(self.options.metadata_path, end["run"]).purge_before(end["batch"])
+            self._store(end["run"]).purge_before(end["batch"])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def is_throttling(exc: BaseException) -> bool:
+    return error_code(exc) in THROTTLING_CODES

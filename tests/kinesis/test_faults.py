@@ -7,6 +7,7 @@ Python processes); the unit tests drive ``backoff_delay``, ``call_with_backoff``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import statistics
 import uuid
@@ -25,9 +26,8 @@ from streamenrich.kinesis.client import (
     call_with_backoff,
     kinesis_client,
 )
-from streamenrich.kinesis.errors import ShardReadError
 from streamenrich.kinesis.positions import ShardPosition
-from streamenrich.kinesis.shard_reader import MAX_THROTTLE_RETRIES, ShardReader, ShardReadPlan
+from streamenrich.kinesis.shard_reader import ResumeIterator, ShardReader, ShardReadPlan
 from streamenrich.testing.proxy import Exchange, KinesisProxy, single_attempt_client
 from tests.support import multiset, put_all
 
@@ -194,8 +194,10 @@ def test_source_renews_expired_iterators_without_loss_or_duplicates(
     reads, probes = split_reads(proxy)
     assert len(reads) == READS
     assert sorted(e.records for e in reads) == READ_SIZES
-    # One iterator per shard read and per probe, plus one renewal per expired iterator.
-    assert proxy.calls["GetShardIterator"] == READS + len(probes) + len(expired)
+    # Iterators are handed from each read and probe to the next: one GetShardIterator for
+    # the first probe (it stops at the first shard with data), one per shard for the first
+    # batch, then only a renewal per expired iterator.
+    assert proxy.calls["GetShardIterator"] == 1 + 2 + len(expired)
     assert proxy.calls["GetRecords"] == READS + len(probes) + len(expired)
 
 
@@ -292,11 +294,13 @@ def test_shard_reader_retries_throttling_itself_with_growing_jittered_waits(
     assert proxy.calls["GetRecords"] == 5
 
 
-def test_shard_reader_gives_up_after_max_throttle_retries(
+def test_sustained_throttling_ends_an_explore_at_its_time_limit_and_the_next_read_goes_on(
     moto_stream: Any, moto_endpoint: str, proxy: KinesisProxy
 ) -> None:
+    """Throttling is never fatal (the KCL slows down too): a first read stops at its time
+    limit with what it has, and hands on the iterator it was throttled at."""
     stream = moto_stream(shards=1)
-    fill_stream(moto_endpoint, stream, per_shard=5)
+    records = fill_stream(moto_endpoint, stream, per_shard=5)
     proxy.fail("GetRecords", THROTTLED)
     client = single_attempt_client(proxy.endpoint_url)
     plan = ShardReadPlan(
@@ -308,14 +312,41 @@ def test_shard_reader_gives_up_after_max_throttle_retries(
         cutoff_ms=None,
         replay=None,
     )
+    now = [0.0]
     waits: list[float] = []
-    reader = ShardReader(client, plan, sleep=waits.append)
 
-    with pytest.raises(ShardReadError, match=f"GetRecords on stream '{stream}'.*{THROTTLED}"):
-        list(reader.batches())
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += 0.25  # each backoff moves the read's clock on
 
-    assert len(waits) == MAX_THROTTLE_RETRIES
-    assert proxy.calls["GetRecords"] == MAX_THROTTLE_RETRIES + 1
+    reader = ShardReader(client, plan, sleep=wait, clock=lambda: now[0])
+    assert list(reader.batches()) == []
+    first = reader.result
+    assert first is not None
+    assert (first.count, first.caught_up, first.closed, first.last) == (0, False, False, None)
+    assert first.iterator is not None
+    # Throttled calls until the 1 s limit: at 0, 0.25, 0.5, 0.75 and 1.0 s.
+    assert len(waits) == 4
+    assert proxy.calls["GetRecords"] == 5
+
+    proxy.clear_faults()
+    resumed = ShardReader(
+        client,
+        dataclasses.replace(
+            plan, resume=ResumeIterator(first.iterator, first.iterator_ms or 0, None)
+        ),
+        wall_ms=lambda: first.iterator_ms or 0,
+    )
+    read = [
+        (key, data)
+        for batch in resumed.batches()
+        for key, data in zip(
+            batch.column("partitionKey").to_pylist(), batch.column("data").to_pylist(), strict=True
+        )
+    ]
+    assert read == records
+    # No new GetShardIterator: the throttled read's iterator carried on.
+    assert proxy.calls["GetShardIterator"] == 1
 
 
 # -- client.backoff_delay and client.call_with_backoff -------------------------------------

@@ -72,7 +72,7 @@ def test_metadata_round_trip_and_purge(tmp_path: Path) -> None:
     store = BatchMetadataStore(str(tmp_path), "run-1")
     record = ShardBatchRecord("s0", "10", "19", 10, True, False, 11)
     for batch in range(4):
-        store.write(batch, record)
+        store.write_once(batch, record)
     assert store.read(2, "s0") == record
     assert store.read(2, "s9") is None
     store.purge_before(2)
