@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -93,6 +93,18 @@ class Exchange:
     shard: str | None
     records: int
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The proxy's reply to one request: ``records`` in it (GetRecords) or in the request
+    (PutRecords), and ``injected``, the error code the proxy answered with on its own."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    records: int = 0
+    injected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -374,34 +386,58 @@ class KinesisProxy:
                 )
             )
             return _error_reply(fault.status, fault.error_code, fault.message)
-        if operation == "PutRecords":
-            status, reply_headers, reply = self._put_records(method, path, headers, request)
-            records = len(request.get("Records", []))
-        else:
-            status, reply_headers, reply = self._forward(method, path, headers, body)
-            records = 0
-            if operation == "GetRecords" and status == 200:
-                records = len(json.loads(reply).get("Records", []))
-                with self._lock:
-                    self._records_fetched += records
+        answer = self._dispatch(operation, method, path, headers, request, body)
+        if operation == "GetRecords" and answer.status == 200:
+            with self._lock:
+                self._records_fetched += answer.records
         self._record(
             Exchange(
                 arrived,
                 operation,
-                None,
-                status,
+                answer.injected,
+                answer.status,
                 invocation_id,
                 attempt,
                 shard,
-                records,
+                answer.records,
                 request.get("Limit"),
             )
         )
-        return status, reply_headers, reply
+        return answer.status, answer.headers, answer.body
+
+    def _dispatch(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        request: dict[str, Any],
+        body: bytes,
+    ) -> Answer:
+        """Answer one request that no fault rule took: forward it (subclasses add rules)."""
+        if operation == "PutRecords":
+            status, reply_headers, reply = self._put_records(method, path, headers, request)
+            return Answer(status, reply_headers, reply, len(request.get("Records", [])))
+        status, reply_headers, reply = self._forward(method, path, headers, body)
+        records = 0
+        if operation == "GetRecords" and status == 200:
+            records = len(json.loads(reply).get("Records", []))
+        return Answer(status, reply_headers, reply, records)
 
     def _put_records(
-        self, method: str, path: str, headers: dict[str, str], request: dict[str, Any]
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        request: dict[str, Any],
+        refused: Mapping[int, tuple[str, str]] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
+        """Forward a PutRecords call, failing some entries instead of forwarding them.
+
+        ``refused`` maps entry indexes to the ``(error code, message)`` they fail with (a
+        subclass's per-shard limits); the entry fault of :meth:`fail_put_entries` adds its
+        own picks. The reply lists every entry in the request's order.
+        """
         entries = request.get("Records", [])
         digests = tuple(
             entry_digest(e["PartitionKey"], base64.b64decode(e["Data"])) for e in entries
@@ -410,20 +446,23 @@ class KinesisProxy:
             len(base64.b64decode(e["Data"])) + len(e["PartitionKey"].encode("utf-8"))
             for e in entries
         )
+        errors: dict[int, tuple[str, str]] = dict(refused or {})
         with self._lock:
             fault = self._entry_fault
-            failed = fault.pick(len(entries)) if fault is not None else ()
+            if fault is not None:
+                for index in fault.pick(len(entries)):
+                    errors.setdefault(index, (fault.error_code, fault.message))
+            failed = tuple(sorted(errors))
             self._put_calls.append((len(entries), size))
             self._put_log.append(PutExchange(digests, failed))
-        if fault is None or not failed:
+        if not failed:
             status, reply_headers, reply = self._forward(
                 method, path, headers, json.dumps(request).encode()
             )
             if status == 200:
                 self._count_stored(json.loads(reply))
             return status, reply_headers, reply
-        dropped = set(failed)
-        kept = [e for i, e in enumerate(entries) if i not in dropped]
+        kept = [e for i, e in enumerate(entries) if i not in errors]
         upstream_results: list[dict[str, Any]] = []
         upstream_failed = 0
         reply_headers = {"Content-Type": JSON_CONTENT_TYPE}
@@ -439,12 +478,12 @@ class KinesisProxy:
             upstream_failed = int(parsed.get("FailedRecordCount", 0))
         forwarded = iter(upstream_results)
         merged = [
-            {"ErrorCode": fault.error_code, "ErrorMessage": fault.message}
-            if i in dropped
+            {"ErrorCode": errors[i][0], "ErrorMessage": errors[i][1]}
+            if i in errors
             else next(forwarded)
             for i in range(len(entries))
         ]
-        synthesised = {"FailedRecordCount": len(dropped) + upstream_failed, "Records": merged}
+        synthesised = {"FailedRecordCount": len(errors) + upstream_failed, "Records": merged}
         headers_out = {k: v for k, v in reply_headers.items() if k.lower() != "x-amz-crc32"}
         return 200, headers_out, json.dumps(synthesised).encode()
 
