@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -121,6 +122,33 @@ def test_real_has_the_documented_aws_values_and_off_switches_everything_off() ->
     assert all(value in (None, 0, False) for value in off.values())
 
 
+def test_real_semantics_read_of_a_small_shard_end_to_end(
+    endpoint: str, new_stream: Callable[..., str], clock: ManualClock
+) -> None:
+    stream = new_stream(1)
+    with AwsKinesisProxy(endpoint, AwsSemantics.real(), clock=clock) as proxy:
+        client = single_attempt_client(proxy.endpoint_url)
+        payloads = [f"e{i}".encode() for i in range(7)]
+        _put(client, stream, payloads)
+        iterator = _iterator(client, stream, _first_shard(client, stream))
+        pages: list[list[bytes]] = []
+        while True:
+            try:
+                reply = client.get_records(ShardIterator=iterator)
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == THROTTLED
+                clock.advance(0.2)  # one call's worth at 5 calls/s
+                continue
+            pages.append([r["Data"] for r in reply["Records"]])
+            if not reply["Records"] and reply["MillisBehindLatest"] == 0:
+                break
+            iterator = reply["NextShardIterator"]
+        # 12 empty pages, the data, the tip: 14 calls pass; 5 fit the first second.
+        assert pages == [[]] * 12 + [payloads, []]
+        assert len(proxy.injected("GetRecords")) == 14 - 5
+        assert proxy.failures == []
+
+
 # -- per-shard rates ("Quotas and limits") ------------------------------------------------
 
 
@@ -145,6 +173,22 @@ def test_get_records_five_calls_per_second_per_shard_shared_by_consumers(
     clock.advance(1.0)
     assert [read(i) for i in range(6)] == [None] * 5 + [THROTTLED]
     assert len(proxy.injected("GetRecords")) == 5
+
+
+def test_concurrent_consumers_share_one_budget_exactly(
+    aws_moto: ProxyFactory, moto_stream: Callable[..., str]
+) -> None:
+    stream = moto_stream(1)
+    proxy = aws_moto(get_records_per_s=5.0)
+    clients = [single_attempt_client(proxy.endpoint_url) for _ in range(4)]
+    iterator = _iterator(clients[0], stream, _first_shard(clients[0], stream))
+
+    def read(i: int) -> str | None:
+        return _code(lambda: clients[i % 4].get_records(ShardIterator=iterator))
+
+    with ThreadPoolExecutor(4) as pool:  # the clock stands still: 5 of the 20 calls pass
+        outcomes = list(pool.map(read, range(20)))
+    assert outcomes.count(None) == 5 and outcomes.count(THROTTLED) == 15
 
 
 def test_read_bytes_budget_lets_a_shard_go_into_debt_then_throttles(
@@ -473,7 +517,10 @@ def test_an_expired_shard_leaves_listings_and_calls_on_it_fail(
 
 
 def test_closed_shards_leave_listings_once_past_retention_or_fully_trimmed(
-    aws: ProxyFactory, new_stream: Callable[..., str], clock: ManualClock
+    aws: ProxyFactory,
+    new_stream: Callable[..., str],
+    clock: ManualClock,
+    request: pytest.FixtureRequest,
 ) -> None:
     stream = new_stream(2)
     proxy = aws(retention_s=100.0, expire_closed_shards=True)
@@ -485,6 +532,10 @@ def test_closed_shards_leave_listings_once_past_retention_or_fully_trimmed(
     listing, described = _listed(client, stream)  # the parents are seen closed now
     assert listing == described and listing[:2] == [first, second] and len(listing) == 3
     child = listing[2]
+    end = client.get_records(ShardIterator=_iterator(client, stream, first))
+    assert [r["Data"] for r in end["Records"]] == [b"in-first"]
+    if "kinesis-mock" in request.node.callspec.id:  # moto never ends a closed shard
+        assert "NextShardIterator" not in end
     proxy.trim(stream, second)  # closed and nothing left: gone at once
     assert _listed(client, stream) == ([first, child], [first, child])
     clock.advance(100.5)
