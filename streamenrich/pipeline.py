@@ -5,7 +5,9 @@ parses, looks the RUTs up in the registry held on the executors
 (:mod:`streamenrich.enrich.lookup`), scores the rules, publishes its matches to the output
 stream and its rejects to the dead-letter stream, and returns its counts
 (:mod:`streamenrich.delivery`); ``foreachBatch`` collects them. The four bucket counts must
-add up to the records read, or the batch fails: nothing is lost without a loud error.
+add up to the records the source delivered, counted by Spark apart from the buckets (the
+batch's ``numInputRows``), or the run fails with :class:`AccountingError`: nothing is lost
+or duplicated without a loud error.
 
 >>> job = EnrichmentJob(spark, streams, registry, rules, checkpoint_dir="/tmp/cp")
 ... # doctest: +SKIP
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pyspark.errors import StreamingQueryException
+
 from streamenrich.delivery import STATS_SCHEMA, Delivery, DeliveryStats
 from streamenrich.enrich import BUCKETS, RuleSet
 from streamenrich.enrich.lookup import RegistryIndex
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 Mode = Literal["available_now", "continuous"]
 # Latencies are counted in buckets of this width (the percentiles' resolution).
 LATENCY_BUCKET_MS = 10
+# How long a continuous run waits, when its time is up, for the batch in flight to finish and
+# for Spark to report its count (see EnrichmentJob._settle).
+SETTLE_TIMEOUT_S = 60.0
 
 
 # Spark writes two checkpoint files per micro-batch (offsets, commits), each by writing a
@@ -53,7 +60,8 @@ def _is_local_path(location: str) -> bool:
 
 
 class AccountingError(RuntimeError):
-    """The bucket counts of a micro-batch do not add up to the records it read."""
+    """The bucket counts of a micro-batch do not add up to the records the source delivered
+    (or the source's count of a batch is missing); the message names the batch and both."""
 
 
 class EnrichmentFailed(RuntimeError):
@@ -69,10 +77,17 @@ class StreamNames:
 
 @dataclass(frozen=True)
 class BatchCounts:
+    """One micro-batch: ``read`` is the source's count of the records it delivered (Spark's
+    ``numInputRows``), ``counts`` the buckets the delivery put them in; checked equal."""
+
     batch_id: int
     read: int
     counts: dict[str, int]
     seconds: float
+
+    @property
+    def classified(self) -> int:
+        return sum(self.counts.values())
 
 
 @dataclass
@@ -93,8 +108,12 @@ class EnrichmentReport:
         return {name: sum(b.counts[name] for b in self.batches) for name in BUCKETS}
 
     @property
+    def records_classified(self) -> int:
+        return sum(b.classified for b in self.batches)
+
+    @property
     def balanced(self) -> bool:
-        return sum(self.totals.values()) == self.records_read
+        return all(b.classified == b.read for b in self.batches)
 
     @property
     def records_per_s(self) -> float:
@@ -119,6 +138,7 @@ class EnrichmentReport:
             "mode": self.mode,
             "micro_batches": len(self.batches),
             "records_read": self.records_read,
+            "records_classified": self.records_classified,
             **self.totals,
             "balanced": self.balanced,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -178,6 +198,11 @@ class EnrichmentJob:
         }
         self._report = EnrichmentReport(mode="")
         self._lock = threading.Lock()
+        # Batches delivered whose source count Spark has not reported yet: id -> (counts, s).
+        self._unchecked: dict[int, tuple[dict[str, int], float]] = {}
+        self._delivering = False
+        self._query_name = ""
+        self._failure: AccountingError | None = None
 
     def source(self) -> DataFrame:
         reader = self.spark.readStream.format("kinesis").option("streamName", self.streams.input)
@@ -192,6 +217,15 @@ class EnrichmentJob:
             writer = writer.option(key, value)
         writer.save()
 
+    def delivery(self) -> Delivery:
+        """What publishes and counts each task's rows (a hook for tests)."""
+        return Delivery(
+            {"matched": self.streams.output, "dead_letter": self.streams.dead_letter},
+            region=self._aws.get("region"),
+            endpoint_url=self._aws.get("endpointUrl"),
+            latency_bucket_ms=LATENCY_BUCKET_MS,
+        )
+
     def delivered(self) -> DataFrame:
         """The streaming plan: read, classify, publish; each task's statistics rows out.
 
@@ -201,37 +235,100 @@ class EnrichmentJob:
         ``processed_at`` is the micro-batch's timestamp (``current_timestamp()`` in a
         streaming query; the same again if the batch is replayed).
         """
-        delivery = Delivery(
-            {"matched": self.streams.output, "dead_letter": self.streams.dead_letter},
-            region=self._aws.get("region"),
-            endpoint_url=self._aws.get("endpointUrl"),
-            latency_bucket_ms=LATENCY_BUCKET_MS,
-        )
         classified = classify(self.source(), self.people, self.rules)
-        return classified.mapInArrow(delivery, STATS_SCHEMA)
+        return classified.mapInArrow(self.delivery(), STATS_SCHEMA)
 
     def process_batch(self, frame: DataFrame, batch_id: int) -> None:
         """One micro-batch in one Spark job: the batch is read from Kinesis, parsed, looked
         up, scored and published in a single pass, and each task's counts are collected
-        (:mod:`streamenrich.delivery`). The four bucket counts must add up to the records
-        read, or the batch fails.
+        (:mod:`streamenrich.delivery`).
+
+        The source's own count of a batch (its ``numInputRows``) is known only once Spark has
+        finished the batch, so batch N is checked when batch N+1 starts, before anything of
+        N+1 is read or published, and the last batch when the query ends
+        (:meth:`check_accounts`): a batch whose buckets do not add up to it fails the run.
         """
-        started = time.monotonic()
-        rows = frame.collect()
-        stats = DeliveryStats.from_rows([(r.kind, r.key, r.n) for r in rows])
-        counts = {name: stats.counts.get(name, 0) for name in BUCKETS}
-        read = sum(stats.latency.values())
-        unexpected = set(stats.counts) - set(BUCKETS)
-        if unexpected or sum(counts.values()) != read:
-            raise AccountingError(
-                f"batch {batch_id}: read {read} records but buckets hold {stats.counts} "
-                f"({sum(stats.counts.values())})"
-            )
+        self.check_accounts()
         with self._lock:
-            self._report.batches.append(
-                BatchCounts(batch_id, read, counts, time.monotonic() - started)
-            )
-            self._report.latency_histogram.update(stats.latency)
+            self._delivering = True
+        try:
+            started = time.monotonic()
+            rows = frame.collect()
+            stats = DeliveryStats.from_rows([(r.kind, r.key, r.n) for r in rows])
+            unexpected = set(stats.counts) - set(BUCKETS)
+            if unexpected:
+                raise self._fail(
+                    AccountingError(f"batch {batch_id}: unknown buckets {sorted(unexpected)}")
+                )
+            counts = {name: stats.counts.get(name, 0) for name in BUCKETS}
+            with self._lock:
+                self._unchecked[batch_id] = (counts, time.monotonic() - started)
+                self._report.latency_histogram.update(stats.latency)
+        finally:
+            with self._lock:
+                self._delivering = False
+
+    def _fail(self, error: AccountingError) -> AccountingError:
+        # Raised inside foreachBatch it reaches run() wrapped in Spark's error: kept to be
+        # raised there as itself.
+        with self._lock:
+            self._failure = self._failure or error
+        return error
+
+    def _source_counts(self) -> dict[int, int] | None:
+        """``numInputRows`` of every batch Spark has reported, by batch id (None: the query is
+        not running). Only progress of a batch that ran counts (an idle trigger reports the
+        next batch's id with no rows)."""
+        for query in self.spark.streams.active:
+            if query.name == self._query_name:
+                return source_counts(query.recentProgress)
+        return None
+
+    def check_accounts(self, progress: list[Any] | None = None, *, final: bool = False) -> None:
+        """Check every delivered batch whose source count is known; ``final``: all of them.
+
+        Raises :class:`AccountingError` naming the batch, the source's count and the buckets.
+        """
+        known = source_counts(progress) if progress is not None else self._source_counts()
+        with self._lock:
+            pending = sorted(self._unchecked)
+        for batch_id in pending:
+            read = (known or {}).get(batch_id)
+            if read is None:
+                if final:
+                    raise self._fail(
+                        AccountingError(
+                            f"batch {batch_id}: no count of the records the source delivered "
+                            f"(Spark reported no progress for it); buckets hold "
+                            f"{self._unchecked[batch_id][0]}"
+                        )
+                    )
+                continue
+            with self._lock:
+                counts, seconds = self._unchecked.pop(batch_id)
+                self._report.batches.append(BatchCounts(batch_id, read, counts, seconds))
+            if sum(counts.values()) != read:
+                raise self._fail(
+                    AccountingError(
+                        f"batch {batch_id}: the source delivered {read} records but the buckets "
+                        f"hold {sum(counts.values())} ({counts})"
+                    )
+                )
+
+    def _settle(self, query: Any, timeout_s: float) -> None:
+        """Before a continuous run stops: wait until no batch is being delivered and Spark
+        has reported the count of every delivered one, so that stopping between a batch's
+        delivery and its progress does not leave it unchecked."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and query.isActive:
+            with self._lock:
+                busy = self._delivering
+            known = source_counts(query.recentProgress)
+            with self._lock:
+                settled = not busy and all(b in known for b in self._unchecked)
+            if settled:
+                return
+            time.sleep(0.05)
 
     def run(
         self,
@@ -249,11 +346,13 @@ class EnrichmentJob:
         if mode not in ("available_now", "continuous"):
             raise ValueError(f"mode must be 'available_now' or 'continuous', got {mode!r}")
         self._report = EnrichmentReport(mode=mode)
+        self._unchecked, self._failure = {}, None
+        self._query_name = f"enrich-{self.streams.input}-{time.time_ns()}"
         writer = (
             self.delivered()
             .writeStream.foreachBatch(self.process_batch)
             .option("checkpointLocation", self.checkpoint_dir)
-            .queryName(f"enrich-{self.streams.input}-{int(time.time())}")
+            .queryName(self._query_name)
         )
         if mode == "available_now":
             writer = writer.trigger(availableNow=True)
@@ -265,14 +364,29 @@ class EnrichmentJob:
         query = writer.start()
         try:
             bound = timeout_s if mode == "available_now" else run_seconds
-            finished = query.awaitTermination(max(1, math.ceil(bound)))
+            try:
+                finished = query.awaitTermination(max(1, math.ceil(bound)))
+            except StreamingQueryException:
+                finished = True  # failed: the error is raised below
             if mode == "available_now" and not finished:
                 raise EnrichmentFailed(f"available_now run did not finish within {timeout_s}s")
+            if not finished:
+                self._settle(query, SETTLE_TIMEOUT_S)
         finally:
             if query.isActive:
                 query.stop()
         self._report.elapsed_s = time.monotonic() - started
+        if self._failure is not None:
+            raise self._failure
         error = query.exception()
         if error is not None:
             raise EnrichmentFailed(f"enrichment query failed: {error}")
+        self.check_accounts(query.recentProgress, final=True)
         return self._report
+
+
+def source_counts(progress: list[Any]) -> dict[int, int]:
+    """``numInputRows`` by batch id, from a query's progress updates of batches that ran."""
+    return {
+        int(p.batchId): int(p.numInputRows) for p in progress if "addBatch" in (p.durationMs or {})
+    }

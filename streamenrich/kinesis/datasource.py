@@ -17,7 +17,7 @@ from pyspark.sql.types import StructType
 
 from streamenrich.kinesis.client import shared_client
 from streamenrich.kinesis.options import SinkOptions
-from streamenrich.kinesis.sink import RecordPublisher, check_sink_schema, entries_from_arrow
+from streamenrich.kinesis.sink import RecordPublisher, check_sink_schema
 from streamenrich.kinesis.source import SOURCE_SCHEMA, KinesisStreamReader
 
 
@@ -49,12 +49,19 @@ class KinesisDataSource(DataSource):
 
 
 def _write_partition(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> PutCommitMessage:
+    """Write one task's rows: all of them are checked before the first ``PutRecords`` call.
+
+    A row Kinesis would refuse (say one over 1 MiB in the task's last Arrow batch) then fails
+    the task with nothing written, instead of after the chunks before it were stored, which
+    every retry of the task would store again. The price is memory: the task's rows are held,
+    as the Arrow batches Spark hands over, until they are written.
+    """
+    held = list(batches)
     # The client is made here, on the executor: boto3 clients do not pickle.
     publisher = RecordPublisher(
         shared_client(options.region, options.endpoint_url), options.stream_name
     )
-    for batch in batches:
-        publisher.put(entries_from_arrow(batch))
+    publisher.put_arrow(held)
     return PutCommitMessage(publisher.records_written, publisher.calls, publisher.retried_entries)
 
 

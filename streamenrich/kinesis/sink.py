@@ -4,16 +4,21 @@ At-least-once: a failed task is retried by Spark and a failed batch is replayed,
 record can be written twice; subscribers drop duplicates by a key carried in the data
 (``record_id`` in streamenrich's output). A record is never dropped: entries that still
 fail after the retries, or that break a limit, fail the batch with the reason.
+
+A row that breaks a limit (a null key or data, a partition key outside 1..256 characters, more
+than 1 MiB of data plus key) is found before the first ``PutRecords`` call of its task, so the
+task fails having sent nothing: a retry cannot pile up duplicates of the rows before it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from botocore.exceptions import ClientError
 
 from streamenrich.kinesis.client import THROTTLING_CODES, backoff_delay, error_code
@@ -75,17 +80,68 @@ class PutEntry:
         return entry
 
 
-def validate_entry(entry: PutEntry, stream_name: str) -> None:
+def validate_entry(entry: PutEntry, stream_name: str, where: str = "") -> None:
+    """Raise if Kinesis would refuse ``entry``; ``where`` (e.g. ``row 7 of the task``) is added
+    to the message to say which row it is."""
+    at = f" ({where})" if where else ""
     if not entry.partition_key or len(entry.partition_key) > MAX_PARTITION_KEY_CHARS:
         raise PutRecordsError(
             f"stream {stream_name!r}: partition key must be 1 to {MAX_PARTITION_KEY_CHARS} "
-            f"characters, got {len(entry.partition_key or '')}"
+            f"characters, got {len(entry.partition_key or '')} "
+            f"({entry.partition_key[:40]!r}){at}"
         )
     if entry.size > MAX_RECORD_BYTES:
         raise RecordTooLargeError(
             f"stream {stream_name!r}: a record of {entry.size} bytes (data plus partition key "
-            f"{entry.partition_key!r}) exceeds the Kinesis limit of {MAX_RECORD_BYTES} bytes"
+            f"{entry.partition_key!r}) exceeds the Kinesis limit of {MAX_RECORD_BYTES} bytes{at}"
         )
+
+
+def record_sizes(batch: pa.RecordBatch) -> pa.Int64Array:
+    """Per row of a sink batch: bytes of data plus partition key, what the 1 MiB limit counts
+    (null where either is null)."""
+    keys = batch.column(batch.schema.get_field_index("partitionKey"))
+    data = batch.column(batch.schema.get_field_index("data"))
+    return pc.add(
+        pc.cast(pc.binary_length(keys), pa.int64()), pc.cast(pc.binary_length(data), pa.int64())
+    )
+
+
+def refused_rows(batch: pa.RecordBatch) -> pa.BooleanArray:
+    """Per row of a sink batch: would Kinesis refuse it (null key or data, a partition key
+    outside 1..256 characters, data plus key over 1 MiB)? Computed on the Arrow columns, with
+    no copy of the data into Python."""
+    chars = pc.utf8_length(batch.column(batch.schema.get_field_index("partitionKey")))
+    refused = pc.or_(
+        pc.or_(pc.less(chars, 1), pc.greater(chars, MAX_PARTITION_KEY_CHARS)),
+        pc.greater(record_sizes(batch), MAX_RECORD_BYTES),
+    )
+    # A null anywhere (key or data) leaves the comparison null: refused too.
+    return pc.fill_null(refused, True)
+
+
+def check_rows(batches: Sequence[pa.RecordBatch], stream_name: str) -> int:
+    """Check every row of ``batches`` against the Kinesis limits; return how many there are.
+
+    Raises on the first row that would be refused (:class:`RecordTooLargeError` or
+    :class:`PutRecordsError`), naming its position among all the rows and its partition key.
+    """
+    position = 0
+    for batch in batches:
+        refused = refused_rows(batch)
+        if pc.any(refused).as_py():
+            index = pc.index(refused, True).as_py()
+            row = batch.slice(index, 1)
+            where = f"row {position + index} of the task; nothing of the task was written"
+            key = row.column(row.schema.get_field_index("partitionKey"))[0].as_py()
+            if key is None or row.column(row.schema.get_field_index("data")).null_count:
+                raise PutRecordsError(
+                    f"stream {stream_name!r}: a row with a null partitionKey or data "
+                    f"(partition key {key!r}; {where})"
+                )
+            validate_entry(next(entries_from_arrow(row)), stream_name, where)
+        position += batch.num_rows
+    return position
 
 
 def chunk_entries(entries: Iterable[PutEntry]) -> Iterator[list[PutEntry]]:
@@ -126,18 +182,34 @@ class RecordPublisher:
         return self._stream
 
     def put(self, entries: Iterable[PutEntry]) -> int:
-        """Write all entries; returns how many were written. Raises on any loss."""
+        """Write all entries in order; return how many were written. Raises on any loss.
+
+        Every entry is checked before the first call: one that Kinesis would refuse raises
+        (naming its position) with nothing of ``entries`` sent.
+        """
+        pending = list(entries)
+        for position, entry in enumerate(pending):
+            validate_entry(entry, self._stream, f"entry {position}; nothing of the put was sent")
+        return self._send(pending)
+
+    def put_arrow(self, batches: Sequence[pa.RecordBatch]) -> int:
+        """Write every row of ``batches`` (columns ``partitionKey``, ``data`` and optionally
+        ``explicitHashKey``) in order; return how many were written.
+
+        All the rows are checked (:func:`check_rows`) before the first call, so a row that
+        Kinesis would refuse raises with nothing sent. The rows stay in Arrow until their
+        chunk is sent; calls are filled across batch boundaries.
+        """
+        check_rows(batches, self._stream)
+        return self._send(entry for batch in batches for entry in entries_from_arrow(batch))
+
+    def _send(self, entries: Iterable[PutEntry]) -> int:
         written = 0
-        for chunk in chunk_entries(self._validated(entries)):
+        for chunk in chunk_entries(entries):
             self._put_chunk(chunk)
             written += len(chunk)
         self.records_written += written
         return written
-
-    def _validated(self, entries: Iterable[PutEntry]) -> Iterator[PutEntry]:
-        for entry in entries:
-            validate_entry(entry, self._stream)
-            yield entry
 
     def _put_chunk(self, chunk: list[PutEntry]) -> None:
         pending = chunk

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,83 @@ def test_write_rejects_a_record_over_1_mib_before_any_call(
         f"'big') exceeds the Kinesis limit of {MAX_RECORD_BYTES} bytes"
     ) in message
     assert proxy.calls["PutRecords"] == 0
+    assert stored(moto_endpoint, stream) == []
+
+
+ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@pytest.fixture
+def arrow_batches_of_500(spark: Any) -> Iterator[None]:
+    """Spark hands a writer task its rows in Arrow batches of 500 (default 10,000)."""
+    before = spark.conf.get(ARROW_BATCH_KEY)
+    spark.conf.set(ARROW_BATCH_KEY, "500")
+    yield
+    spark.conf.set(ARROW_BATCH_KEY, before)
+
+
+def rows_with_one_too_big(n: int, at: int) -> list[tuple[str, bytes]]:
+    rows = small_rows(n)
+    rows[at] = ("big", b"z" * (MAX_RECORD_BYTES - len("big") + 1))
+    return rows
+
+
+TOO_BIG_AT_1100 = (
+    f"a record of {MAX_RECORD_BYTES + 1} bytes (data plus partition key 'big') exceeds the "
+    f"Kinesis limit of {MAX_RECORD_BYTES} bytes (row 1100 of the task; nothing of the task "
+    "was written)"
+)
+
+
+@pytest.mark.usefixtures("arrow_batches_of_500")
+def test_batch_write_refuses_a_task_with_a_record_over_1_mib_in_a_later_chunk_sending_nothing(
+    spark: Any, moto_stream: Any, moto_endpoint: str, proxy: KinesisProxy
+) -> None:
+    # Row 1,100 of the task is in its third Arrow batch and its third PutRecords chunk: the
+    # rows before it were sent before the task failed, and again by every retry.
+    stream = moto_stream(shards=1)
+    rows = rows_with_one_too_big(1_200, at=1_100)
+
+    with pytest.raises(PythonException) as failure:
+        write_batch(
+            spark.createDataFrame(rows, SINK_SCHEMA).coalesce(1), stream, proxy.endpoint_url
+        )
+
+    message = str(failure.value)
+    assert "RecordTooLargeError" in message
+    assert f"stream {stream!r}: {TOO_BIG_AT_1100}" in message
+    assert proxy.put_calls == []
+    assert stored(moto_endpoint, stream) == []
+
+
+@pytest.mark.usefixtures("arrow_batches_of_500")
+def test_streaming_write_refuses_a_task_with_a_record_over_1_mib_in_a_later_chunk_sending_nothing(
+    spark: Any, moto_stream: Any, moto_endpoint: str, proxy: KinesisProxy, tmp_path: Path
+) -> None:
+    stream = moto_stream(shards=1)
+    rows = rows_with_one_too_big(1_200, at=1_100)
+    # One parquet file, so one task holds all the rows in their order.
+    frame = spark.createDataFrame(rows, SINK_SCHEMA).coalesce(1)
+    frame.write.parquet(str(tmp_path / "input"))
+
+    with pytest.raises(StreamingQueryException) as failure:
+        query = (
+            spark.readStream.schema(SINK_SCHEMA)
+            .parquet(str(tmp_path / "input"))
+            .writeStream.format("kinesis")
+            .option("streamName", stream)
+            .option("endpointUrl", proxy.endpoint_url)
+            .option("checkpointLocation", str(tmp_path / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        try:
+            query.awaitTermination(120)
+        finally:
+            query.stop()
+
+    assert TOO_BIG_AT_1100 in str(failure.value)
+    assert proxy.put_calls == []
     assert stored(moto_endpoint, stream) == []
 
 
@@ -470,6 +547,98 @@ def test_publisher_takes_exactly_1_mib_and_refuses_one_byte_more(
 
     assert proxy.put_calls == [(1, MAX_RECORD_BYTES)]
     assert [len(d) + len(k) for k, d in stored(moto_endpoint, stream)] == [MAX_RECORD_BYTES]
+
+
+def test_publisher_checks_every_entry_before_the_first_call(
+    moto_stream: Any, moto_endpoint: str, proxy: KinesisProxy
+) -> None:
+    stream = moto_stream(shards=1)
+    entries = [*as_entries(small_rows(700)), entry(MAX_RECORD_BYTES + 1, key="late")]
+    pub = publisher(proxy, stream, [])
+
+    with pytest.raises(RecordTooLargeError) as failure:
+        pub.put(entries)
+
+    assert str(failure.value).endswith(
+        f"exceeds the Kinesis limit of {MAX_RECORD_BYTES} bytes (entry 700; nothing of the put "
+        "was sent)"
+    )
+    assert proxy.put_calls == []
+    assert stored(moto_endpoint, stream) == []
+
+
+def arrow_rows(rows: Sequence[tuple[str | None, bytes | None]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {"partitionKey": [k for k, _ in rows], "data": [d for _, d in rows]},
+        schema=pa.schema([("partitionKey", pa.string()), ("data", pa.binary())]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "expected"),
+    [
+        pytest.param(
+            ("big", b"z" * MAX_RECORD_BYTES),
+            RecordTooLargeError,
+            f"a record of {MAX_RECORD_BYTES + 3} bytes (data plus partition key 'big') exceeds "
+            f"the Kinesis limit of {MAX_RECORD_BYTES} bytes (row 612 of the task; nothing of the "
+            "task was written)",
+            id="too-large",
+        ),
+        pytest.param(
+            ("", b"d"),
+            PutRecordsError,
+            "partition key must be 1 to 256 characters, got 0 ('') (row 612 of the task; "
+            "nothing of the task was written)",
+            id="empty-key",
+        ),
+        pytest.param(
+            ("é" * 257, b"d"),
+            PutRecordsError,
+            "partition key must be 1 to 256 characters, got 257",
+            id="long-key",
+        ),
+        pytest.param(
+            ("k", None),
+            PutRecordsError,
+            "a row with a null partitionKey or data (partition key 'k'; row 612 of the task; "
+            "nothing of the task was written)",
+            id="null-data",
+        ),
+    ],
+)
+def test_publisher_checks_every_arrow_batch_before_the_first_call(
+    bad: tuple[str | None, bytes | None],
+    error: type[Exception],
+    expected: str,
+    moto_stream: Any,
+    moto_endpoint: str,
+    proxy: KinesisProxy,
+) -> None:
+    stream = moto_stream(shards=1)
+    rows: list[tuple[str | None, bytes | None]] = list(small_rows(1_000))
+    rows[612] = bad
+    pub = publisher(proxy, stream, [])
+
+    with pytest.raises(error) as failure:
+        pub.put_arrow([arrow_rows(rows[:600]), arrow_rows(rows[600:])])
+
+    assert expected in str(failure.value)
+    assert proxy.put_calls == []
+    assert stored(moto_endpoint, stream) == []
+
+
+def test_publisher_fills_calls_across_arrow_batches(
+    moto_stream: Any, moto_endpoint: str, proxy: KinesisProxy
+) -> None:
+    stream = moto_stream(shards=1)
+    rows = small_rows(1_000)
+    pub = publisher(proxy, stream, [])
+
+    assert pub.put_arrow([arrow_rows(rows[i : i + 300]) for i in range(0, 1_000, 300)]) == 1_000
+
+    assert [count for count, _ in proxy.put_calls] == [500, 500]
+    assert stored(moto_endpoint, stream) == rows
 
 
 @pytest.mark.parametrize("key", ["", "k" * 257])
