@@ -291,8 +291,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         all_caught_up = True
         if batch != INITIAL_BATCH:
             records = self._store(run_id).read_batch(batch, self._active(positions))
+            # Iterators are taken over only from reads this reader planned: after a restart,
+            # reads start from the recorded positions, which checks them against retention.
+            mine = (run_id, batch) in self._planned
             for record in records.values():
-                self._advance(positions, gaps, record)
+                self._advance(positions, gaps, record, take_iterator=mine)
             all_caught_up = all(r.caught_up and not r.closed for r in records.values())
         listed = list_shards(self._kinesis(), self.options.stream_name)
         gone = self._vanished(listed, positions)
@@ -305,7 +308,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # records the query must not deliver.
         child_start = ShardPosition.parse(start["start"])
         admitted = admit_new_shards(listed, positions, child_start)
-        changed = set(admitted) != set(positions) or bool(gone)
+        # A new gap makes a batch too (an empty one, when nothing else is new): the gap
+        # shows in the offsets, so in the query's progress, when it happens.
+        changed = set(admitted) != set(positions) or gaps != start.get("gaps", {})
         if not changed and all_caught_up and not self._probe(admitted):
             return start  # nothing new: no empty micro-batch
         if not changed and not self._active(admitted):
@@ -313,7 +318,12 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return self._plan(_offset(run_id, batch + 1, per_shard, admitted, child_start, gaps))
 
     def _advance(
-        self, positions: dict[str, str], gaps: dict[str, int], record: ShardBatchRecord
+        self,
+        positions: dict[str, str],
+        gaps: dict[str, int],
+        record: ShardBatchRecord,
+        *,
+        take_iterator: bool,
     ) -> None:
         """Move a shard's position past what its read in the last batch covered."""
         shard_id = record.shard_id
@@ -324,6 +334,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if record.gap is not None:
             gaps[shard_id] = gaps.get(shard_id, 0) + 1
         held = self._resume.get(shard_id)
+        if not take_iterator:
+            return
         if record.iterator is None or record.iterator_ms is None or record.closed:
             self._resume.pop(shard_id, None)
         elif held is None or held.issued_ms < record.iterator_ms:
@@ -375,66 +387,85 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         last read or probe stopped when there is one (no ``GetShardIterator`` call); the
         record it sees is read again by the batch, the only read amplification in steady
         state. A probe that finds nothing keeps the iterator it got back, so an idle shard's
-        iterator never expires. Under availableNow a record past the cut-off does not count:
-        that run is done. A shard still throttled after a few tries counts as nothing new.
+        iterator never expires. Without such an iterator, a position after sequence number
+        ``x`` is probed ``AT x`` (two records), as a batch reads it: whether ``x`` is still
+        there is the batch's to check. Under availableNow a record past the cut-off does not
+        count: that run is done. A shard still throttled after a few tries counts as nothing
+        new this time.
         """
         for shard_id in self._active(positions):
             position = ShardPosition.parse(positions[shard_id])
             try:
-                response = self._probe_shard(shard_id, position)
+                response, skip = self._probe_shard(shard_id, position)
             except ClientError as exc:
                 if is_future_timestamp(exc, position.kind) or is_throttling(exc):
                     continue  # nothing at or after the pinned start yet / look again later
                 message = describe_failure("probe", self.options.stream_name, exc, shard_id)
                 raise ShardReadError(message) from exc
             next_iterator = response.get("NextShardIterator")
+            records = response.get("Records", [])
+            behind = response.get("MillisBehindLatest", 0) > 0
+            if skip is not None and records:
+                if records[0]["SequenceNumber"] != skip:
+                    return True  # the position's record is gone: the batch reports it
+                records = records[1:]
+                skip = None
             if next_iterator is None:
                 return True
-            records = response.get("Records", [])
-            if not records:
-                # Nothing consumed: the returned iterator is the same place, issued now (or,
-                # behind the tip, further along an empty stretch).
-                self._resume[shard_id] = ResumeIterator(next_iterator, _now_ms())
+            if not records and (skip is None or behind):
+                # Nothing past the position: the returned iterator is the same place, issued
+                # now (or, behind the tip, further along an empty stretch).
+                self._resume[shard_id] = ResumeIterator(next_iterator, _now_ms(), skip)
+            elif not records:
+                return True  # the position's record is gone and nothing follows it
             if records and self._cutoff_ms is not None:
                 # availableNow: a record that arrived after the cut-off is for the next run.
                 if arrival_ms(records[0]) > self._cutoff_ms:
                     continue
                 return True
-            if records or response.get("MillisBehindLatest", 0) > 0:
+            if records or behind:
                 return True
         return False
 
-    def _probe_shard(self, shard_id: str, position: ShardPosition) -> dict[str, Any]:
+    def _probe_shard(
+        self, shard_id: str, position: ShardPosition
+    ) -> tuple[dict[str, Any], str | None]:
+        """One probe read of a shard, and the sequence number it must see first, if any."""
         client = self._kinesis()
         resume = self._resume.get(shard_id)
-        if resume is not None and resume.skip is None and resume.usable(_now_ms()):
+        if resume is not None and resume.usable(_now_ms()):
             try:
-                return dict(
-                    call_with_backoff(
-                        functools.partial(
-                            client.get_records, ShardIterator=resume.iterator, Limit=1
-                        ),
-                        max_attempts=PROBE_ATTEMPTS,
-                    )
+                response = call_with_backoff(
+                    functools.partial(
+                        client.get_records,
+                        ShardIterator=resume.iterator,
+                        Limit=1 if resume.skip is None else 2,
+                    ),
+                    max_attempts=PROBE_ATTEMPTS,
                 )
+                return dict(response), resume.skip
             except ClientError as exc:
                 if error_code(exc) != EXPIRED_ITERATOR_CODE:
                     raise
                 del self._resume[shard_id]
+        skip = position.sequence_number if position.kind == "AFTER_SEQUENCE_NUMBER" else None
+        start = ShardPosition.at(skip) if skip is not None else position
         iterator = call_with_backoff(
             functools.partial(
                 client.get_shard_iterator,
                 StreamName=self.options.stream_name,
                 ShardId=shard_id,
-                **position.iterator_args(),
+                **start.iterator_args(),
             ),
             max_attempts=PROBE_ATTEMPTS,
         )["ShardIterator"]
-        response: dict[str, Any] = call_with_backoff(
-            functools.partial(client.get_records, ShardIterator=iterator, Limit=1),
+        reply: dict[str, Any] = call_with_backoff(
+            functools.partial(
+                client.get_records, ShardIterator=iterator, Limit=1 if skip is None else 2
+            ),
             max_attempts=PROBE_ATTEMPTS,
         )
-        return response
+        return reply, skip
 
     # -- planning and reading ---------------------------------------------------------------
 
