@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,3 +295,39 @@ def test_a_last_batch_whose_buckets_miss_the_source_count_fails_the_run(
         match=r"^batch 0: the source delivered 30 records but the buckets hold 29 \(",
     ):
         job.run("available_now")
+
+
+def test_a_continuous_run_stopped_while_events_arrive_checks_every_batch_it_delivered(
+    spark: Any, moto_endpoint: str, one_shard_streams: StreamNames, tmp_path: Path
+) -> None:
+    streams = one_shard_streams
+    registry = load_registry(spark, PERSONS)
+    known = [r.rut for r in registry.select("rut").collect()]
+    events = generate_events(3_000, known, seed=13, unknown_share=0.2, malformed_share=0.2)
+    client = kinesis_client(endpoint_url=moto_endpoint)
+    stop = threading.Event()
+
+    def produce() -> None:
+        # Records keep arriving until the run ends: the run stops with batches in flight.
+        for i in itertools.cycle(range(0, len(events), 20)):
+            if stop.is_set():
+                return
+            put_all(client, streams.input, events[i : i + 20])
+            time.sleep(0.05)
+
+    put_all(client, streams.input, events[:300])
+    job = _job(spark, streams, moto_endpoint, tmp_path, max_records_per_shard=100)
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        report = job.run("continuous", run_seconds=30, trigger_interval_ms=100)
+    finally:
+        stop.set()
+        producer.join()
+
+    commits = {int(p.name) for p in (tmp_path / "cp" / "commits").iterdir() if p.name.isdigit()}
+    assert {b.batch_id for b in report.batches} == commits
+    assert report.batches and report.balanced
+    assert [b.read for b in report.batches] == [b.classified for b in report.batches]
+    published = drain(client, streams.output)
+    assert len(published) == report.totals["matched"]
