@@ -83,6 +83,27 @@ def test_metadata_round_trip_and_purge(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_purge_removes_every_earlier_batch_including_the_initial_one(tmp_path: Path) -> None:
+    store = BatchMetadataStore(str(tmp_path), "run")
+    record = ShardBatchRecord("s0", None, None, 0, True, False, 0)
+    for batch in (-1, 0, 1, 2):
+        store.write_once(batch, record)
+    store.mark_planned(2)
+    store.purge_before(2)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["2"]
+    assert store.is_planned(2) and not store.is_planned(1)
+
+
+def test_a_record_is_written_once_and_the_first_writer_wins(tmp_path: Path) -> None:
+    store = BatchMetadataStore(str(tmp_path), "run")
+    first = ShardBatchRecord("s0", "1", "5", 5, True, False, 5)
+    later = ShardBatchRecord("s0", "1", "9", 9, True, False, 9)
+    assert store.write_once(0, first) == first
+    assert store.write_once(0, later) == first
+    assert store.read(0, "s0") == first
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_missing_or_corrupt_metadata_fails_loudly(tmp_path: Path) -> None:
     store = BatchMetadataStore(str(tmp_path), "run")
     with pytest.raises(MetadataError, match="no end position for shard s0 in batch 0"):
