@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import streamenrich
-from streamenrich.enrich import RuleSet
+from streamenrich.delivery import DeliveryStats
+from streamenrich.enrich import BUCKETS, RuleSet
 from streamenrich.enrich.lookup import RegistryIndex
 from streamenrich.pipeline import EnrichmentJob, StreamNames
 from streamenrich.spark_session import build_spark
@@ -45,6 +46,21 @@ class EventLog:
         self._handle.flush()
 
 
+class RecordedFrame:
+    """A micro-batch's frame that keeps what its ``collect()`` returned (the tasks' counts)."""
+
+    def __init__(self, frame: Any) -> None:
+        self._frame = frame
+        self.rows: list[Any] | None = None
+
+    def collect(self) -> list[Any]:
+        self.rows = self._frame.collect()
+        return self.rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._frame, name)
+
+
 class LoggedEnrichmentJob(EnrichmentJob):
     """The pipeline's job, unchanged, telling the event log where each micro-batch is."""
 
@@ -55,11 +71,15 @@ class LoggedEnrichmentJob(EnrichmentJob):
 
     def process_batch(self, frame: Any, batch_id: int) -> None:
         self.events.write("batch_start", batch=batch_id)
-        super().process_batch(frame, batch_id)
-        # The batch's counts as the job recorded them (the report is only returned at the
-        # end of a run, which a killed run never reaches).
-        done = self._report.batches[-1]
-        self.events.write("batch_done", batch=batch_id, read=done.read, counts=done.counts)
+        recorded = RecordedFrame(frame)
+        super().process_batch(recorded, batch_id)
+        # The buckets as the batch's tasks counted them (the job's report is returned only
+        # at the end of a run, which a killed run never reaches).
+        if recorded.rows is None:
+            raise RuntimeError("process_batch did not collect the batch's statistics rows")
+        stats = DeliveryStats.from_rows([(r.kind, r.key, r.n) for r in recorded.rows])
+        counts = {name: stats.counts.get(name, 0) for name in BUCKETS}
+        self.events.write("batch_done", batch=batch_id, counts=counts)
         # A batch that takes longer after its publish: Spark commits it only on return, so a
         # kill in this window makes the next start replay the whole batch.
         time.sleep(self.linger_s)
