@@ -25,6 +25,9 @@ def test_source_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parsed.metadata_path == os.path.abspath(".streamenrich/kinesis-metadata")
     assert parsed.max_partitions is None
     assert opt.SourceOptions.parse({"streamName": "s", "MAXPARTITIONS": "3"}).max_partitions == 3
+    assert parsed.fail_on_data_loss is opt.DEFAULT_FAIL_ON_DATA_LOSS is True
+    relaxed = opt.SourceOptions.parse({"streamName": "s", "failondataloss": " False "})
+    assert relaxed.fail_on_data_loss is False
 
 
 def test_no_endpoint_override_means_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +80,7 @@ def test_at_timestamp_position() -> None:
         ({"streamName": "s", "startingPosition": "EARLIEST"}, "option 'startingPosition' must be"),
         ({"streamName": "s", "startingPosition": "AT_TIMESTAMP:yesterday"}, "'startingPosition'"),
         ({"streamName": "s", "maxRecords": "5"}, "unknown option 'maxRecords'"),
+        ({"streamName": "s", "failOnDataLoss": "no"}, "'failOnDataLoss' must be true or false"),
     ],
 )
 def test_bad_source_options_name_the_option(options: dict[str, str], message: str) -> None:
