@@ -17,6 +17,7 @@ or duplicated without a loud error.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -98,6 +99,9 @@ class EnrichmentReport:
     batches: list[BatchCounts] = field(default_factory=list)
     elapsed_s: float = 0.0
     latency_histogram: Counter[int] = field(default_factory=Counter)
+    # Per shard, the stretches of records the source found trimmed before it read them in
+    # this run (only with failOnDataLoss=false; otherwise the run fails).
+    data_loss: dict[str, int] = field(default_factory=dict)
 
     @property
     def records_read(self) -> int:
@@ -141,6 +145,7 @@ class EnrichmentReport:
             "records_classified": self.records_classified,
             **self.totals,
             "balanced": self.balanced,
+            "data_loss_gaps": sum(self.data_loss.values()),
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(self.records_per_s, 1),
             "latency_p50_ms": self.latency_ms(0.50),
@@ -167,8 +172,13 @@ class EnrichmentJob:
         max_records_per_shard: int = 10_000,
         max_fetch_time_ms: int = 1_000,
         max_partitions: int | None = None,
+        fail_on_data_loss: bool = True,
     ) -> None:
-        """``max_partitions``: read tasks per micro-batch (the source's ``maxPartitions``);
+        """``fail_on_data_loss``: the source's ``failOnDataLoss`` (records trimmed by retention
+        before they were read fail the run; false: they are skipped and the report's
+        ``data_loss`` counts the stretches).
+
+        ``max_partitions``: read tasks per micro-batch (the source's ``maxPartitions``);
         default Spark's default parallelism (the cores of the executors), so that a batch
         runs in one wave of tasks however many shards there are. Each task reads its shards
         at the same time (a thread per shard), and every task carries a fixed cost (three
@@ -195,6 +205,7 @@ class EnrichmentJob:
             "maxRecordsPerShard": str(max_records_per_shard),
             "maxFetchTimeMs": str(max_fetch_time_ms),
             "maxPartitions": str(max_partitions or spark.sparkContext.defaultParallelism),
+            "failOnDataLoss": str(fail_on_data_loss).lower(),
         }
         self._report = EnrichmentReport(mode="")
         self._lock = threading.Lock()
@@ -382,6 +393,7 @@ class EnrichmentJob:
         if error is not None:
             raise EnrichmentFailed(f"enrichment query failed: {error}")
         self.check_accounts(query.recentProgress, final=True)
+        self._report.data_loss = data_loss_gaps(query.recentProgress)
         return self._report
 
 
@@ -389,4 +401,26 @@ def source_counts(progress: list[Any]) -> dict[int, int]:
     """``numInputRows`` by batch id, from a query's progress updates of batches that ran."""
     return {
         int(p.batchId): int(p.numInputRows) for p in progress if "addBatch" in (p.durationMs or {})
+    }
+
+
+def data_loss_gaps(progress: list[Any]) -> dict[str, int]:
+    """Per shard, the data-loss gaps the source's offsets gained over these progress updates.
+
+    The source counts them in its offsets (``"gaps"``), cumulatively over the query's life;
+    a run's share is the last end offset's count minus the first start offset's.
+    """
+    if not progress:
+        return {}
+
+    def gaps(offset: Any) -> dict[str, int]:
+        if not offset:
+            return {}
+        parsed = json.loads(offset) if isinstance(offset, str) else offset
+        return {str(k): int(v) for k, v in dict(parsed).get("gaps", {}).items()}
+
+    before = gaps(progress[0].sources[0].startOffset) if progress[0].sources else {}
+    after = gaps(progress[-1].sources[0].endOffset) if progress[-1].sources else {}
+    return {
+        shard: n - before.get(shard, 0) for shard, n in after.items() if n > before.get(shard, 0)
     }

@@ -34,10 +34,13 @@ def run_enrichment(
     max_records_per_shard: int = 10_000,
     max_fetch_time_ms: int = 1_000,
     trigger_interval_ms: int = 500,
+    fail_on_data_loss: bool = True,
 ) -> dict[str, Any]:
     """Kinesis -> enrich -> output and dead-letter streams; returns the run's summary.
 
     Bounded in code: ``available_now`` by ``timeout_s``, ``continuous`` by ``run_seconds``.
+    ``fail_on_data_loss=False`` lets a run go on past records trimmed before they were read;
+    the summary's ``data_loss_gaps`` and the run's artifact say how many stretches.
     """
     logger = get_run_logger()
     rules = RuleSet.from_file(rules_path)  # every rule checked before Spark starts
@@ -52,6 +55,7 @@ def run_enrichment(
         metadata_path=metadata_path,
         max_records_per_shard=max_records_per_shard,
         max_fetch_time_ms=max_fetch_time_ms,
+        fail_on_data_loss=fail_on_data_loss,
     )
     report = job.run(
         mode, run_seconds=run_seconds, trigger_interval_ms=trigger_interval_ms, timeout_s=timeout_s
@@ -65,6 +69,11 @@ def run_enrichment(
     )
     create_markdown_artifact(key="enrichment-run", markdown=_markdown(summary))
     logger.info("enrichment %s", summary)
+    if report.data_loss:
+        logger.warning(
+            "data loss: records trimmed by retention before they were read, per shard: %s",
+            report.data_loss,
+        )
     if not report.balanced:
         raise UnbalancedRun(f"bucket counts do not add up to records read: {summary}")
     return summary
@@ -91,4 +100,13 @@ def _markdown(summary: dict[str, Any]) -> str:
             f"Latency from arrival in the input stream to written: p50 {ms('latency_p50_ms')}, "
             f"p95 {ms('latency_p95_ms')}, p99 {ms('latency_p99_ms')}, max {ms('latency_max_ms')}.",
         ]
+        + (
+            [
+                "",
+                f"**Data loss:** {summary['data_loss_gaps']} stretch(es) of records were trimmed "
+                "by the stream's retention before they were read (failOnDataLoss=false).",
+            ]
+            if summary.get("data_loss_gaps")
+            else []
+        )
     )

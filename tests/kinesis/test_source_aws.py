@@ -18,6 +18,7 @@ from streamenrich.kinesis.client import kinesis_client
 from streamenrich.kinesis.metadata import ShardGap
 from streamenrich.kinesis.positions import ShardPosition
 from streamenrich.kinesis.shard_reader import ShardReader, ShardReadPlan
+from streamenrich.pipeline import data_loss_gaps
 from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 from tests.support import BatchCollector, multiset, put_all, run_available_now, wait_active
 
@@ -120,6 +121,8 @@ def test_records_trimmed_before_they_were_read(
     assert _pairs(after.rows) == multiset(second[50:])
     offset = query.lastProgress["sources"][0]["endOffset"]
     assert _as_dict(offset)["gaps"] == {SHARD: 1}
+    # What the enrichment run's report takes from the progress: one stretch, in this run.
+    assert data_loss_gaps(query.recentProgress) == {SHARD: 1}
 
 
 @pytest.mark.kinesis_mock
