@@ -1,5 +1,12 @@
 """Shared fixtures: one Spark session, one local Kinesis endpoint per engine, fresh streams.
 
+The contract tests (``endpoint``, ``new_stream``) run on both engines *through the
+AWS-semantics layer*: an :class:`AwsKinesisProxy` per engine, in front of it, that throttles
+per shard, returns empty pages behind the tip, expires iterators and checks call shapes as
+AWS does (see docs/aws-semantics.md). Nothing is trimmed (``retention_s=None``): a test that
+trims says so with its own proxy. ``engine_endpoint`` is the raw engine of the same run, for
+a test that needs what the engine itself does (or wraps a proxy of its own around it).
+
 Every server listens on a free loopback port (never the demo's fixed ports), and everything
 started here is stopped here.
 """
@@ -7,6 +14,7 @@ started here is stopped here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import uuid
@@ -29,6 +37,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 from streamenrich.kinesis.client import kinesis_client
 from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis
+from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 from tests.support import wait_active
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".streamenrich" / "test-logs"
@@ -82,20 +91,105 @@ def endpoints() -> Iterator[EndpointFactory]:
     factory.stop_all()
 
 
+# What the contract tests see: AWS's per-shard rates, empty pages behind the tip, 300 s
+# iterators, call-shape limits; no retention (a record is never trimmed behind a test's back).
+CONTRACT_SEMANTICS = dataclasses.replace(AwsSemantics.real(), retention_s=None)
+
+# Test modules that wrap a proxy of their own around ``endpoint`` and so need the raw engine
+# there, until they ask for ``engine_endpoint`` instead (their owners switch them over).
+RAW_ENGINE_MODULES = frozenset({"test_aws_semantics", "test_source_aws", "test_local"})
+
+
+class AwsEndpointFactory:
+    """One AWS-semantics proxy per engine per test session, started on first use.
+
+    Its rate budgets are per (stream, shard) and every test has fresh streams, so tests do
+    not spend each other's budgets; the counters (``calls``, ``exchanges``, ...) are the
+    whole session's: compare before and after, or use a proxy of the test's own.
+    """
+
+    def __init__(self, engines: EndpointFactory) -> None:
+        self._engines = engines
+        self._proxies: dict[str, AwsKinesisProxy] = {}
+
+    def get(self, engine: str) -> AwsKinesisProxy:
+        if engine not in self._proxies:
+            upstream = self._engines.get(engine).endpoint_url
+            proxy = AwsKinesisProxy(upstream, CONTRACT_SEMANTICS)
+            proxy.start()
+            self._proxies[engine] = proxy
+        return self._proxies[engine]
+
+    def stop_all(self) -> None:
+        for proxy in self._proxies.values():
+            proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoints(endpoints: EndpointFactory) -> Iterator[AwsEndpointFactory]:
+    factory = AwsEndpointFactory(endpoints)
+    yield factory
+    factory.stop_all()
+
+
 @pytest.fixture(params=["moto", "kinesis-mock"])
-def endpoint(request: pytest.FixtureRequest, endpoints: EndpointFactory) -> str:
-    """Contract tests run once per engine: the endpoint URL."""
-    return endpoints.get(request.param).endpoint_url
+def engine(request: pytest.FixtureRequest) -> str:
+    """Contract tests run once per engine: its name."""
+    return str(request.param)
+
+
+@pytest.fixture
+def engine_endpoint(engine: str, endpoints: EndpointFactory) -> str:
+    """The raw engine of the test's run (no AWS semantics): to fill a stream fast, or to see
+    what the engine itself does."""
+    return endpoints.get(engine).endpoint_url
+
+
+def _no_new_failures(proxy: AwsKinesisProxy) -> Iterator[AwsKinesisProxy]:
+    before = len(proxy.failures)
+    yield proxy
+    assert proxy.failures[before:] == [], "the AWS-semantics proxy failed on a request"
+
+
+@pytest.fixture
+def aws_proxy(engine: str, aws_endpoints: AwsEndpointFactory) -> Iterator[AwsKinesisProxy]:
+    """The session's AWS-semantics proxy in front of the test's engine."""
+    yield from _no_new_failures(aws_endpoints.get(engine))
+
+
+@pytest.fixture
+def endpoint(request: pytest.FixtureRequest, engine: str, endpoints: EndpointFactory) -> str:
+    """Contract tests run once per engine, through the AWS-semantics layer: its URL."""
+    if request.module.__name__.rsplit(".", 1)[-1] in RAW_ENGINE_MODULES:
+        return endpoints.get(engine).endpoint_url
+    proxy: AwsKinesisProxy = request.getfixturevalue("aws_proxy")
+    return proxy.endpoint_url
 
 
 @pytest.fixture
 def moto_endpoint(endpoints: EndpointFactory) -> str:
+    """The raw moto server (no AWS semantics)."""
     return endpoints.get("moto").endpoint_url
 
 
 @pytest.fixture
 def kinesis_mock_endpoint(endpoints: EndpointFactory) -> str:
+    """The raw kinesis-mock server (no AWS semantics)."""
     return endpoints.get("kinesis-mock").endpoint_url
+
+
+@pytest.fixture
+def aws_moto_endpoint(aws_endpoints: AwsEndpointFactory) -> Iterator[str]:
+    """moto through the AWS-semantics layer."""
+    for proxy in _no_new_failures(aws_endpoints.get("moto")):
+        yield proxy.endpoint_url
+
+
+@pytest.fixture
+def aws_kinesis_mock_endpoint(aws_endpoints: AwsEndpointFactory) -> Iterator[str]:
+    """kinesis-mock through the AWS-semantics layer."""
+    for proxy in _no_new_failures(aws_endpoints.get("kinesis-mock")):
+        yield proxy.endpoint_url
 
 
 StreamFactory = Callable[..., str]

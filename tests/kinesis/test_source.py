@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +16,8 @@ import pytest
 from pyspark.errors import StreamingQueryException
 
 from streamenrich.kinesis.client import kinesis_client
+from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
+from streamenrich.testing.proxy import Answer
 from tests.support import BatchCollector, multiset, put_all, read_stream, run_available_now
 
 BIG = 1_000_000  # near the 1 MiB record limit (data + partition key <= 1,048,576 bytes)
@@ -232,7 +237,7 @@ def test_idle_stream_makes_no_empty_batches(
     assert all(rows for batch_id, rows in collector.batches.items() if batch_id > 0)
 
 
-def test_slow_shard_is_cut_by_max_fetch_time_and_idle_shard_does_not_wait(
+def test_slow_shard_is_cut_by_max_fetch_time(
     spark: Any, moto_endpoint: str, moto_stream: Any, tmp_path: Path
 ) -> None:
     stream = moto_stream(shards=2)
@@ -260,6 +265,106 @@ def test_slow_shard_is_cut_by_max_fetch_time_and_idle_shard_does_not_wait(
     assert sizes == [10_000, 10_000, 5_000]
     assert {row.shardId for row in collector.rows} == {shards[0]["ShardId"]}
     assert _pairs(collector.rows) == multiset(records)
+
+
+class _ShardTrackingProxy(AwsKinesisProxy):
+    """Also knows which shard each of its iterator tokens reads, from the replies: a
+    GetShardIterator token belongs to the request's shard, a NextShardIterator to the shard
+    of the token it came from."""
+
+    def __init__(self, upstream_url: str, semantics: AwsSemantics) -> None:
+        super().__init__(upstream_url, semantics)
+        self._shard_of: dict[str, str] = {}
+        self._shard_lock = threading.Lock()
+
+    def shard_of(self, token: str | None) -> str | None:
+        with self._shard_lock:
+            return self._shard_of.get(token or "")
+
+    def _dispatch(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        request: dict[str, Any],
+        body: bytes,
+    ) -> Answer:
+        answer = super()._dispatch(operation, method, path, headers, request, body)
+        if answer.status == 200 and operation in ("GetShardIterator", "GetRecords"):
+            reply = json.loads(answer.body)
+            if operation == "GetShardIterator":
+                shard, token = request.get("ShardId"), reply.get("ShardIterator")
+            else:
+                shard, token = (
+                    self.shard_of(request.get("ShardIterator")),
+                    reply.get("NextShardIterator"),
+                )
+            if shard and token:
+                with self._shard_lock:
+                    self._shard_of[token] = shard
+        return answer
+
+
+class _TimedCollector(BatchCollector):
+    """A collector that also notes when each batch's rows were read (``time.monotonic``,
+    the clock of the proxy's exchanges): the read happens inside ``foreachBatch``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: dict[int, tuple[float, float]] = {}
+
+    def __call__(self, frame: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        super().__call__(frame, batch_id)
+        self.windows[batch_id] = (started, time.monotonic())
+
+
+def test_idle_shard_does_not_wait_for_max_fetch_time(
+    spark: Any, engine_endpoint: str, new_stream: Any, tmp_path: Path
+) -> None:
+    """maxFetchTimeMs=10 s, one shard busy for three batches (1,000 records a shard a batch),
+    the other idle, through the AWS-semantics layer: in every batch the idle shard's read
+    makes exactly one GetRecords call, an empty page at the tip, and ends there; it never
+    polls until the time limit (a batch would then last 10 s)."""
+    stream = new_stream(shards=2)
+    client = kinesis_client(endpoint_url=engine_endpoint)  # fast fill, no write limits
+    shards = client.list_shards(StreamName=stream)["Shards"]
+    busy, idle = shards[0]["ShardId"], shards[1]["ShardId"]
+    busy_hash = shards[0]["HashKeyRange"]["StartingHashKey"]
+    records = [(f"k{i}", f"r{i}".encode()) for i in range(2_500)]
+    for start in range(0, len(records), 500):
+        client.put_records(
+            StreamName=stream,
+            Records=[
+                {"PartitionKey": k, "Data": d, "ExplicitHashKey": busy_hash}
+                for k, d in records[start : start + 500]
+            ],
+        )
+    semantics = dataclasses.replace(AwsSemantics.real(), retention_s=None)
+    collector = _TimedCollector()
+    with _ShardTrackingProxy(engine_endpoint, semantics) as proxy:
+        options = _options(
+            stream, proxy.endpoint_url, tmp_path, maxFetchTimeMs="10000", maxRecordsPerShard="1000"
+        )
+        run_available_now(spark, options, str(tmp_path / "cp"), collector)
+        exchanges = proxy.exchanges
+        reads = [
+            (e.at, proxy.shard_of(e.shard), e.records, e.status)
+            for e in exchanges
+            if e.operation == "GetRecords"
+        ]
+    assert proxy.failures == []
+
+    assert _pairs(collector.rows) == multiset(records)
+    sizes = [len(rows) for _, rows in sorted(collector.batches.items())]
+    assert sizes == [1_000, 1_000, 500]
+    assert {row.shardId for row in collector.rows} == {busy}
+    assert all(shard in (busy, idle) for _, shard, _, _ in reads)
+    for batch_id, (started, ended) in collector.windows.items():
+        idle_reads = [r for r in reads if r[1] == idle and started <= r[0] <= ended]
+        # One call, answered (not throttled), with no records: the tip, and the read ends.
+        assert [(records, status) for _, _, records, status in idle_reads] == [(0, 200)], batch_id
 
 
 def test_missing_stream_name_fails_with_the_option_name(spark: Any, moto_endpoint: str) -> None:
