@@ -8,6 +8,7 @@ arrive between the driver's first probe and that batch must be delivered once.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -23,6 +24,7 @@ from streamenrich.kinesis.metadata import BatchMetadataStore
 from streamenrich.kinesis.positions import ShardPosition
 from streamenrich.kinesis.shard_reader import ShardReadPlan
 from streamenrich.kinesis.source import _read_shard
+from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 from streamenrich.testing.proxy import KinesisProxy
 from tests.support import BatchCollector, multiset, put_all, read_stream, run_available_now
 
@@ -221,3 +223,49 @@ def _wait_for(condition: Any, timeout_s: float) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError("condition not met in time")
+
+
+def test_a_replay_whose_iterators_expire_reads_exactly_the_recorded_range(
+    spark: Any, moto_endpoint: str, moto_stream: Any, tmp_path: Path
+) -> None:
+    """Pages of 20 records (as a 10 MiB page cut would make them) and about a third of the
+    batch reads' iterators expired (30 in all): the first attempt and the replay renew right
+    after the last record delivered, and the replay delivers exactly the crashed batch."""
+    stream = moto_stream(shards=1)
+    client = kinesis_client(endpoint_url=moto_endpoint)
+    before = _records(300, "before")
+    put_all(client, stream, before)
+    semantics = dataclasses.replace(AwsSemantics.off(), page_max_records=20)
+    with AwsKinesisProxy(moto_endpoint, semantics) as proxy:
+        proxy.fail(
+            "GetRecords",
+            "ExpiredIteratorException",
+            share=0.3,
+            times=30,
+            when=lambda request: request.get("Limit") not in (1, 2),  # not the probes
+        )
+        options = {
+            "streamName": stream,
+            "endpointUrl": proxy.endpoint_url,
+            "metadataPath": str(tmp_path / "metadata"),
+            "maxRecordsPerShard": "90",
+        }
+        checkpoint = str(tmp_path / "cp")
+        crashing = BatchCollector(fail_on_batch=1)
+        with pytest.raises(StreamingQueryException, match="injected crash in batch 1"):
+            run_available_now(spark, options, checkpoint, crashing)
+        during = _records(100, "during")
+        put_all(client, stream, during)
+        replayed_before = len(proxy.injected("GetRecords"))
+        restarted = BatchCollector()
+        run_available_now(spark, options, checkpoint, restarted)
+        expired_in_replay = len(proxy.injected("GetRecords")) - replayed_before
+        assert proxy.failures == []
+
+    crashed = crashing.failed[1]
+    assert len(crashed) == 90
+    assert [r.sequenceNumber for r in restarted.batches[1]] == [r.sequenceNumber for r in crashed]
+    assert expired_in_replay > 0
+    delivered = crashing.rows + restarted.rows
+    assert _pairs(delivered) == multiset(before + during)
+    assert len({r.sequenceNumber for r in delivered}) == len(delivered)
