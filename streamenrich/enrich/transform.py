@@ -135,7 +135,9 @@ def _dead_letter_record(processed_at: Column) -> Column:
     record = F.struct(
         F.col("record_id"),
         F.col("reason"),
-        F.base64(F.col("data")).alias("data_base64"),
+        # Spark's base64 breaks lines every 76 characters while the (default) setting
+        # spark.sql.chunkBase64String.enabled is on; strict decoders refuse that.
+        F.translate(F.base64(F.col("data")), "\r\n", "").alias("data_base64"),
         F.col("partitionKey").alias("partition_key"),
         _source_struct().alias("source"),
         processed_at.alias("processed_at"),

@@ -177,7 +177,16 @@ class BatchMetadataStore:
         self._create(os.path.join(self._batch_dir(batch), PLANNED), "{}")
 
     def is_planned(self, batch: int) -> bool:
-        return os.path.exists(os.path.join(self._batch_dir(batch), PLANNED))
+        """Whether this store holds ``batch``'s state: its mark, or (a batch planned before
+        marks existed) its folder or the previous batch's, which commits keep."""
+        return any(
+            os.path.exists(path)
+            for path in (
+                os.path.join(self._batch_dir(batch), PLANNED),
+                self._batch_dir(batch),
+                self._batch_dir(batch - 1),
+            )
+        )
 
     def purge_before(self, batch: int) -> None:
         """Delete the records of batches before ``batch`` (they can never be replayed)."""

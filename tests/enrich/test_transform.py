@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -46,6 +47,7 @@ def test_each_bucket_on_hand_made_records(
         ("k2", _event(dotted, channel="atm", event_time="2025-03-01T02:00:00Z")),  # matched
         ("k3", _event(format_rut(99_999_998))),  # unknown: the registry's bodies are < 30M
         ("k4", b"not json"),  # dead letter
+        ("k5", b"{" * 200),  # dead letter whose base64 is longer than one MIME line (76)
     ]
     rows = source_rows(records, shards=1)
     out = enrich(source_frame(rows), registry, shipped_rules, persist=persist)
@@ -58,7 +60,7 @@ def test_each_bucket_on_hand_made_records(
         "unmatched": [ids[0]],
         "matched": [ids[1]],
         "unknown": [ids[2]],
-        "dead_letter": [ids[3]],
+        "dead_letter": [ids[3], ids[4]],
     }
     matched = got["matched"][0]
     assert (matched["partitionKey"], list(matched["rules"])) == (quiet[0], ["atm_small_hours"])
@@ -68,6 +70,10 @@ def test_each_bucket_on_hand_made_records(
         "not_json",
         b"not json",
     )
+    # One base64 line, as strict decoders need (Spark's base64 breaks lines by default).
+    long_one = json.loads(got["dead_letter"][1]["data"])["data_base64"]
+    assert "\r" not in long_one and "\n" not in long_one
+    assert base64.b64decode(long_one, validate=True) == b"{" * 200
 
 
 def test_inputs_are_checked_up_front(

@@ -91,7 +91,8 @@ def test_purge_removes_every_earlier_batch_including_the_initial_one(tmp_path: P
     store.mark_planned(2)
     store.purge_before(2)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["2"]
-    assert store.is_planned(2) and not store.is_planned(1)
+    assert store.is_planned(2) and store.is_planned(3) and not store.is_planned(1)
+    assert not BatchMetadataStore(str(tmp_path), "other-run").is_planned(2)
 
 
 def test_a_record_is_written_once_and_the_first_writer_wins(tmp_path: Path) -> None:
