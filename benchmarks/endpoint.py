@@ -2,6 +2,14 @@
 
 >>> with LocalEndpoint.start() as endpoint:          # doctest: +SKIP
 ...     stream = endpoint.new_stream("input", shards=4)
+
+With AWS's per-shard limits (``--aws-limits`` on any job, which sets
+``STREAMENRICH_BENCH_AWS_LIMITS=1``), an :class:`AwsKinesisProxy` with
+``AwsSemantics.real()`` sits in front of moto: :attr:`LocalEndpoint.url`, which every
+contender reads and writes through, is the proxy's, so they all meet 5 GetRecords/s and
+2 MB/s read, 1,000 records/s and 1 MB/s written per shard, and the empty pages behind the
+tip. Stream admin and preloading (:attr:`LocalEndpoint.client`) go straight to moto: they
+are not measured.
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ import boto3
 
 from streamenrich.kinesis.client import client_config, kinesis_client
 from streamenrich.kinesis.local import LocalKinesis, free_port, start_local_kinesis
+from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 
 REGION = "us-east-1"
+# Set (to "1") by a job's ``--aws-limits``: its endpoints put AWS's limits in front of moto.
+AWS_LIMITS_VARIABLE = "STREAMENRICH_BENCH_AWS_LIMITS"
 # Dummy credentials and loopback only: a benchmark never reaches AWS.
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -29,6 +40,11 @@ LOCAL_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": REGION,
     "SPARK_LOCAL_IP": "127.0.0.1",
 }
+
+
+def aws_limits_requested() -> bool:
+    """Whether this job runs under AWS's per-shard limits (read at call time)."""
+    return os.environ.get(AWS_LIMITS_VARIABLE, "") == "1"
 
 
 def use_local_environment() -> None:
@@ -42,21 +58,57 @@ def use_local_environment() -> None:
 
 
 class LocalEndpoint:
-    """A moto server started by this process; every stream made here is deleted on exit."""
+    """A moto server started by this process; every stream made here is deleted on exit.
 
-    def __init__(self, server: LocalKinesis) -> None:
+    ``proxy`` is the AWS-limits proxy in front of it when there is one.
+    """
+
+    def __init__(self, server: LocalKinesis, proxy: AwsKinesisProxy | None = None) -> None:
         self.server = server
+        self.proxy = proxy
+        # Admin and preloading: straight to moto, also under AWS limits (not measured).
         self.client = kinesis_client(REGION, server.endpoint_url)
         self._streams: list[str] = []
 
     @classmethod
-    def start(cls, log_path: Path | None = None) -> LocalEndpoint:
+    def start(cls, log_path: Path | None = None, aws_limits: bool | None = None) -> LocalEndpoint:
+        """``aws_limits``: put AWS's per-shard limits in front of moto (default: as the job's
+        ``--aws-limits`` says, see :func:`aws_limits_requested`)."""
         use_local_environment()
-        return cls(start_local_kinesis("moto", free_port(), log_path=log_path))
+        server = start_local_kinesis("moto", free_port(), log_path=log_path)
+        limited = aws_limits_requested() if aws_limits is None else aws_limits
+        if not limited:
+            return cls(server)
+        proxy = AwsKinesisProxy(server.endpoint_url, AwsSemantics.real())
+        proxy.start()
+        return cls(server, proxy)
 
     @property
     def url(self) -> str:
-        return self.server.endpoint_url
+        """Where the contenders read and write: the AWS-limits proxy when there is one."""
+        return self.proxy.endpoint_url if self.proxy is not None else self.server.endpoint_url
+
+    def aws_limits_summary(self) -> dict[str, Any] | None:
+        """What the AWS limits did to the traffic so far (``None`` without them): calls per
+        operation, the ones throttled, empty pages served behind the tip."""
+        if self.proxy is None:
+            return None
+        throttled: dict[str, int] = {}
+        for exchange in self.proxy.injected():
+            what = f"{exchange.operation}:{exchange.injected}"
+            throttled[what] = throttled.get(what, 0) + 1
+        semantics = self.proxy.semantics
+        return {
+            "semantics": "AwsSemantics.real()",
+            "get_records_per_s_per_shard": semantics.rate(semantics.get_records_per_s),
+            "read_bytes_per_s_per_shard": semantics.rate(semantics.read_bytes_per_s),
+            "write_records_per_s_per_shard": semantics.rate(semantics.write_records_per_s),
+            "write_bytes_per_s_per_shard": semantics.rate(semantics.write_bytes_per_s),
+            "calls": dict(self.proxy.calls),
+            "refused": throttled,
+            "empty_pages": self.proxy.empty_pages,
+            "proxy_failures": len(self.proxy.failures),
+        }
 
     def new_client(self) -> Any:
         """A client of its own, e.g. for a thread (clients are cheap; sessions are not shared)."""
@@ -96,6 +148,8 @@ class LocalEndpoint:
     def close(self) -> None:
         for name in list(self._streams):
             self.delete_stream(name)
+        if self.proxy is not None:
+            self.proxy.stop()
         self.server.stop()
 
     def __enter__(self) -> LocalEndpoint:

@@ -8,7 +8,9 @@ stream is drained; for each matched record the latency is the output record's
 arrival time). Both timestamps come from the one moto server's clock.
 
 Before the measured run, a short ``available_now`` run on other events warms the session up
-(code generation, the registry cache), as a long-running pipeline would be.
+(code generation, the registry cache), as a long-running pipeline would be. With
+``--aws-limits`` the producer and the pipeline go through AWS's per-shard limits (see
+:mod:`benchmarks.endpoint`); ``aws_limits_traffic`` says what they did.
 """
 
 from __future__ import annotations
@@ -118,10 +120,12 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         run.progress = bench.progress.since(mark, query_prefix(job))
         latencies = output_latencies_ms(endpoint.client, job.streams.output)
         bench.spark.stop()
+        aws_traffic = endpoint.aws_limits_summary()
 
     report = published[0]
     own = run.report.summary()
     return {
+        "aws_limits": aws_traffic is not None,
         "rate_per_s": sizes.latency_rate_per_s,
         "duration_s": sizes.latency_duration_s,
         "shards": SHARDS,
@@ -138,6 +142,7 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         },
         "pipeline": run.summary(),
         "warmup_s": round(warmup_s, 3),
+        "aws_limits_traffic": aws_traffic,
     }
 
 

@@ -3,12 +3,19 @@
     uv run python benchmarks/run.py --out benchmarks/results/latest.json     # full sizes
     uv run python benchmarks/run.py --quick --out /tmp/quick.json            # under 5 minutes
     uv run python benchmarks/run.py --sizes tiny --out /tmp/tiny.json        # the smoke test
+    uv run python benchmarks/run.py --aws-limits --only throughput --sizes tiny --out /tmp/aws.json
 
 Jobs (one module each, each run in its own process with its own moto server on a free
 loopback port, so no JVM, cache or server state leaks from one job into the next):
 ``throughput``, ``latency``, ``scale`` (one process per registry size), ``shards`` and
 ``validation``. The machine is small and shared, so absolute figures are noisy: compare the
 ratios, which are measured within one run. ``targets`` says which goals are met.
+
+``--aws-limits`` runs every job's Kinesis traffic through AWS's per-shard limits (an
+``AwsKinesisProxy`` with ``AwsSemantics.real()`` in front of moto: 5 GetRecords/s and 2 MB/s
+read, 1,000 records/s and 1 MB/s written per shard, empty pages behind the tip), and
+``aws_limits`` in the result puts the pipeline's records/s per shard next to the read bound
+per shard for the workload's record size.
 """
 
 from __future__ import annotations
@@ -60,11 +67,15 @@ def invocations(sizes: Sizes, jobs: Sequence[str]) -> list[tuple[str, list[str]]
     return calls
 
 
-def run_part(job: str, extra: list[str], profile: str, folder: Path) -> dict[str, Any]:
+def run_part(
+    job: str, extra: list[str], profile: str, folder: Path, aws_limits: bool = False
+) -> dict[str, Any]:
     """One job in its own process; its stderr goes to a log that is shown if it fails."""
     label = "-".join([job, *extra[1:2]])
     out, log = folder / f"{label}.json", folder / f"{label}.log"
     command = [sys.executable, "-m", f"benchmarks.{job}", "--sizes", profile, "--out", str(out)]
+    if aws_limits:
+        command.append("--aws-limits")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -134,12 +145,33 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
     return evaluated
 
 
-def run_all(sizes: Sizes, jobs: Sequence[str], out: Path) -> dict[str, Any]:
+def aws_limits_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's records/s per shard next to AWS's read bound per shard."""
+    throughput = result.get("throughput", {})
+    figures: dict[str, Any] = {"on": bool(result.get("aws_limits"))}
+    for key in (
+        "pipeline_rps_per_shard",
+        "read_bound_rps_per_shard",
+        "pipeline_vs_read_bound",
+        "record_bytes_mean",
+        "read_bound_basis",
+    ):
+        figures[key] = throughput.get(key)
+    traffic = throughput.get("aws_limits_traffic") or {}
+    figures["refused"] = traffic.get("refused")
+    figures["empty_pages"] = traffic.get("empty_pages")
+    return figures
+
+
+def run_all(
+    sizes: Sizes, jobs: Sequence[str], out: Path, aws_limits: bool = False
+) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "streamenrich",
         "command": " ".join(["uv run python", *sys.argv]),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "aws_limits": aws_limits,
         "sizes": sizes.profile,
         "machine": machine(),
         "versions": versions(),
@@ -148,7 +180,7 @@ def run_all(sizes: Sizes, jobs: Sequence[str], out: Path) -> dict[str, Any]:
     scale_parts: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="streamenrich-bench-run-") as folder:
         for job, extra in invocations(sizes, jobs):
-            part = run_part(job, extra, sizes.profile, Path(folder))
+            part = run_part(job, extra, sizes.profile, Path(folder), aws_limits)
             if job == "scale":
                 scale_parts.append(part)
             else:
@@ -158,6 +190,8 @@ def run_all(sizes: Sizes, jobs: Sequence[str], out: Path) -> dict[str, Any]:
     result["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["targets"] = evaluate_targets(result)
+    if "throughput" in result:
+        result["aws_limits_figures"] = aws_limits_figures(result)
     result["charts"] = draw_all(result, out.parent, out.stem)
     # Keep the file's key order stable: jobs in the order of JOBS, then the summary.
     ordered = {k: v for k, v in result.items() if k not in (*JOBS, "targets", "charts")}
@@ -172,19 +206,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="same as --sizes quick")
     parser.add_argument("--sizes", choices=PROFILES, default=None, help="default: full")
     parser.add_argument("--only", nargs="+", choices=JOBS, default=list(JOBS), help="jobs to run")
+    parser.add_argument(
+        "--aws-limits",
+        action="store_true",
+        help="run the Kinesis traffic through AWS's per-shard limits (AwsKinesisProxy)",
+    )
     args = parser.parse_args(argv)
     if args.quick and args.sizes not in (None, "quick"):
         parser.error("--quick and --sizes disagree")
     profile: Profile = "quick" if args.quick else (args.sizes or "full")
-    result = run_all(SIZES[profile], args.only, args.out)
+    result = run_all(SIZES[profile], args.only, args.out, args.aws_limits)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     summary = {name: (t["value"], t["met"]) for name, t in result["targets"].items()}
-    print(
-        json.dumps(
-            {"out": str(args.out), "elapsed_s": result["elapsed_s"], "targets": summary}, indent=2
-        )
-    )
+    printed: dict[str, Any] = {
+        "out": str(args.out),
+        "elapsed_s": result["elapsed_s"],
+        "targets": summary,
+    }
+    if args.aws_limits and "aws_limits_figures" in result:
+        printed["aws_limits"] = result["aws_limits_figures"]
+    print(json.dumps(printed, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,13 @@ consumer can reach, and ``pipeline_vs_raw_cpu_bound`` is the ratio those bounds 
 
 ``read_amplification`` is records fetched from Kinesis (counted at the wire by a
 ``KinesisProxy`` between a second pipeline run and moto) over records delivered.
+
+Against AWS's read bound per shard: ``pipeline_rps_per_shard`` (``pipeline_rps`` over the
+shards) next to ``read_bound_rps_per_shard``, the most records/s one shard can give its
+readers at 2 MB/s and 5 GetRecords/s of at most 10,000 records, for this workload's mean
+record size (``record_bytes_mean``, bytes of data). With ``--aws-limits`` every contender
+runs through AWS's per-shard limits (see :mod:`benchmarks.endpoint`) and ``aws_limits_traffic``
+says what they did to the traffic (throttled calls, empty pages).
 """
 
 from __future__ import annotations
@@ -45,7 +52,18 @@ from benchmarks.pipeline_run import PipelineBench
 from benchmarks.raw_copy import copy_matched
 from benchmarks.sizes import Sizes
 from benchmarks.workload import build_workload, expected_buckets, preload, registry_rows
+from streamenrich.testing.aws_kinesis import AwsSemantics
 from streamenrich.testing.proxy import KinesisProxy
+
+
+def read_bound_rps_per_shard(record_bytes_mean: float) -> float:
+    """Records/s one shard can hand its readers under AWS's limits: 2 MB/s of data, and
+    5 GetRecords calls/s of at most 10,000 records each, whichever binds first."""
+    aws = AwsSemantics.real()
+    assert aws.read_bytes_per_s and aws.get_records_per_s and aws.page_max_records
+    by_bytes = aws.read_bytes_per_s / max(record_bytes_mean, 1.0)
+    by_calls = aws.get_records_per_s * aws.page_max_records
+    return min(by_bytes, by_calls)
 
 
 def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
@@ -119,11 +137,16 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
             fetched, calls = proxy.records_fetched, dict(proxy.calls)
         bench.release(counted_job)
         bench.spark.stop()
+        aws_traffic = endpoint.aws_limits_summary()
 
     events = workload.event_count
     cores = os.cpu_count() or 1
     delivered = counted.report.records_read
+    record_bytes_mean = sum(len(data) for _, data in workload.events) / max(events, 1)
+    per_shard = steady.records_per_s / sizes.throughput_shards
+    bound = read_bound_rps_per_shard(record_bytes_mean)
     return {
+        "aws_limits": aws_traffic is not None,
         "events": events,
         "shards": sizes.throughput_shards,
         "registry_rows": workload.registry_rows,
@@ -150,6 +173,12 @@ def measure(sizes: Sizes, work: Path, args: argparse.Namespace | None = None) ->
         "pipeline_cold_vs_raw": ratio(cold.records_per_s, raw.records_per_s),
         "pipeline_cold_vs_naive": ratio(cold.records_per_s, naive.records_per_s),
         "read_amplification": ratio(fetched, delivered),
+        "record_bytes_mean": round(record_bytes_mean, 1),
+        "pipeline_rps_per_shard": round(per_shard, 1),
+        "read_bound_rps_per_shard": round(bound, 1),
+        "read_bound_basis": "2 MB/s and 5 GetRecords/s x 10,000 records per shard (AWS)",
+        "pipeline_vs_read_bound": ratio(per_shard, bound),
+        "aws_limits_traffic": aws_traffic,
         "cpu": {
             "cores": cores,
             "raw_copy": raw_cpu,
