@@ -288,7 +288,15 @@ def test_reshard_while_query_runs(
     stream = kinesis_mock_stream(2, prefix="reshard")
     collector = BatchCollector()
     checkpoint = tmp_path / "checkpoint"
-    source = options(kinesis_mock_endpoint, stream, tmp_path, startingPosition=starting_position)
+    # At most 15 records a shard a batch: the parents (about 100 records each) and the
+    # children (about 50) take several batches however fast the batches run.
+    source = options(
+        kinesis_mock_endpoint,
+        stream,
+        tmp_path,
+        startingPosition=starting_position,
+        maxRecordsPerShard="15",
+    )
     query = (
         read_stream(spark, source)
         .writeStream.foreachBatch(collector)
