@@ -417,6 +417,8 @@ def data_loss_gaps(progress: list[Any]) -> dict[str, int]:
         if not offset:
             return {}
         parsed = json.loads(offset) if isinstance(offset, str) else offset
+        if not parsed:  # a new query's first start offset is JSON null
+            return {}
         return {str(k): int(v) for k, v in dict(parsed).get("gaps", {}).items()}
 
     before = gaps(progress[0].sources[0].startOffset) if progress[0].sources else {}

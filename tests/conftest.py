@@ -97,7 +97,7 @@ CONTRACT_SEMANTICS = dataclasses.replace(AwsSemantics.real(), retention_s=None)
 
 # Test modules that wrap a proxy of their own around ``endpoint`` and so need the raw engine
 # there, until they ask for ``engine_endpoint`` instead (their owners switch them over).
-RAW_ENGINE_MODULES = frozenset({"test_aws_semantics", "test_source_aws", "test_local"})
+RAW_ENGINE_MODULES = frozenset({"test_aws_semantics", "test_local"})
 
 
 class AwsEndpointFactory:

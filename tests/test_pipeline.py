@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from streamenrich.pipeline import (
     EnrichmentJob,
     StreamNames,
     _is_local_path,
+    data_loss_gaps,
 )
 from streamenrich.producer import generate_events
 from streamenrich.reference import load_registry
@@ -94,6 +96,7 @@ def test_available_now_run_publishes_exactly_the_matches(
     assert [b.read for b in report.batches] == [b.classified for b in report.batches]
     assert all(0 < b.read <= 800 for b in report.batches[:-1])
     assert report.summary()["records_classified"] == 2_000
+    assert (report.data_loss, report.summary()["data_loss_gaps"]) == ({}, 0)
 
     inputs = []
     for shard in client.list_shards(StreamName=streams.input)["Shards"]:
@@ -331,3 +334,15 @@ def test_a_continuous_run_stopped_while_events_arrive_checks_every_batch_it_deli
     assert [b.read for b in report.batches] == [b.classified for b in report.batches]
     published = drain(client, streams.output)
     assert len(published) == report.totals["matched"]
+
+
+def test_data_loss_gaps_are_the_runs_share_of_the_offsets_count() -> None:
+    def progress(start: str | None, end: str) -> Any:
+        return SimpleNamespace(sources=[SimpleNamespace(startOffset=start, endOffset=end)])
+
+    first = progress(None, '{"batch": 0}')  # a new query starts from no offset
+    assert data_loss_gaps([first]) == {}
+    resumed = progress('{"gaps": {"s0": 1}}', '{"gaps": {"s0": 1}}')
+    later = progress('{"gaps": {"s0": 1}}', '{"gaps": {"s0": 3, "s1": 1}}')
+    assert data_loss_gaps([resumed, later]) == {"s0": 2, "s1": 1}
+    assert data_loss_gaps([]) == {}

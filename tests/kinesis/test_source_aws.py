@@ -43,23 +43,24 @@ def _options(stream: str, proxy: AwsKinesisProxy, tmp_path: Path, **extra: str) 
 
 
 @pytest.fixture
-def aws(endpoint: str) -> Iterator[AwsKinesisProxy]:
-    """AWS's behaviour in front of the test's engine; nothing is trimmed unless a test says."""
+def aws(engine_endpoint: str) -> Iterator[AwsKinesisProxy]:
+    """AWS's behaviour in front of the test's engine, with counters of this test alone;
+    nothing is trimmed unless the test says."""
     semantics = dataclasses.replace(AwsSemantics.real(), retention_s=None)
-    with AwsKinesisProxy(endpoint, semantics) as proxy:
+    with AwsKinesisProxy(engine_endpoint, semantics) as proxy:
         yield proxy
     assert proxy.failures == []
 
 
 def test_empty_pages_behind_the_tip_do_not_stall_a_shard(
-    spark: Any, endpoint: str, new_stream: Any, aws: AwsKinesisProxy, tmp_path: Path
+    spark: Any, engine_endpoint: str, new_stream: Any, aws: AwsKinesisProxy, tmp_path: Path
 ) -> None:
     """Every fresh iterator chain starts with 12 empty pages (MillisBehindLatest > 0), more
     than one batch's time limit walks (5 calls/s per shard): each batch goes on from the
     iterator the last one stopped at, and the run ends with every record, once."""
     stream = new_stream(shards=2)
     records = _records(3_000, "walk")
-    put_all(kinesis_client(endpoint_url=endpoint), stream, records)
+    put_all(kinesis_client(endpoint_url=engine_endpoint), stream, records)
 
     collector = BatchCollector()
     run_available_now(
@@ -80,7 +81,7 @@ def test_empty_pages_behind_the_tip_do_not_stall_a_shard(
 @pytest.mark.parametrize("fail_on_data_loss", [True, False])
 def test_records_trimmed_before_they_were_read(
     spark: Any,
-    endpoint: str,
+    engine_endpoint: str,
     new_stream: Any,
     aws: AwsKinesisProxy,
     tmp_path: Path,
@@ -90,7 +91,7 @@ def test_records_trimmed_before_they_were_read(
     trimmed before it restarts. By default the restart fails naming the shard and the range;
     with failOnDataLoss=false it delivers the 50 left and reports one gap in its offsets."""
     stream = new_stream(shards=1)
-    client = kinesis_client(endpoint_url=endpoint)
+    client = kinesis_client(endpoint_url=engine_endpoint)
     first = _records(100, "first")
     put_all(client, stream, first)
     options = _options(stream, aws, tmp_path, failOnDataLoss=str(fail_on_data_loss).lower())
