@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from streamenrich.kinesis.client import list_shards
@@ -152,3 +152,13 @@ def iso_millis(epoch_s: float) -> str:
     """``epoch_s`` as an ISO-8601 UTC time with milliseconds (an ``AT_TIMESTAMP`` start)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
     return f"{stamp}.{int(epoch_s * 1000) % 1000:03d}Z"
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float) -> None:
+    """Poll ``condition`` every 0.1 s until it is true; ``TimeoutError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")

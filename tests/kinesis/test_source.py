@@ -18,7 +18,14 @@ from pyspark.errors import StreamingQueryException
 from streamenrich.kinesis.client import kinesis_client
 from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 from streamenrich.testing.proxy import Answer
-from tests.support import BatchCollector, multiset, put_all, read_stream, run_available_now
+from tests.support import (
+    BatchCollector,
+    multiset,
+    put_all,
+    read_stream,
+    run_available_now,
+    wait_for,
+)
 
 BIG = 1_000_000  # near the 1 MiB record limit (data + partition key <= 1,048,576 bytes)
 
@@ -195,10 +202,10 @@ def test_starting_position_latest_and_at_timestamp(
         .start()
     )
     try:
-        _wait_for(lambda: query.lastProgress is not None, 60)
+        wait_for(lambda: query.lastProgress is not None, 60)
         newest = _payloads(150, seed=8)
         put_all(client, stream, newest)
-        _wait_for(lambda: len(latest.rows) >= len(newest), 60)
+        wait_for(lambda: len(latest.rows) >= len(newest), 60)
         time.sleep(1.0)
     finally:
         query.stop()
@@ -219,7 +226,7 @@ def test_idle_stream_makes_no_empty_batches(
         .start()
     )
     try:
-        _wait_for(lambda: query.lastProgress is not None, 60)
+        wait_for(lambda: query.lastProgress is not None, 60)
         time.sleep(3.0)
         # Spark may run batch 0 of a new query to record its initial offset (as with Kafka):
         # on an empty stream it is empty. Past that, an idle stream runs nothing.
@@ -227,7 +234,7 @@ def test_idle_stream_makes_no_empty_batches(
         assert not any(collector.batches.values())
         records = _payloads(50, seed=9)
         put_all(client, stream, records)
-        _wait_for(lambda: len(collector.rows) >= 50, 60)
+        wait_for(lambda: len(collector.rows) >= 50, 60)
         batches_after_data = len(collector.batches)
         time.sleep(3.0)
         assert len(collector.batches) == batches_after_data, "idle stream ran micro-batches"
@@ -376,12 +383,3 @@ def test_missing_stream_name_fails_with_the_option_name(spark: Any, moto_endpoin
             .start()
         )
         query.awaitTermination(60)
-
-
-def _wait_for(condition: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")

@@ -26,7 +26,14 @@ from streamenrich.kinesis.shard_reader import ShardReadPlan
 from streamenrich.kinesis.source import _read_shard
 from streamenrich.testing.aws_kinesis import AwsKinesisProxy, AwsSemantics
 from streamenrich.testing.proxy import KinesisProxy
-from tests.support import BatchCollector, multiset, put_all, read_stream, run_available_now
+from tests.support import (
+    BatchCollector,
+    multiset,
+    put_all,
+    read_stream,
+    run_available_now,
+    wait_for,
+)
 
 SHARD = "shardId-000000000000"
 
@@ -98,7 +105,7 @@ def test_records_arriving_while_a_new_query_starts_come_once(
         )
         try:
             assert hook.put.wait(60), "the source never probed the stream"
-            _wait_for(lambda: len(collector.rows) >= len(records), 60)
+            wait_for(lambda: len(collector.rows) >= len(records), 60)
             # A second delivery would come in the next batches, at once: give them time.
             time.sleep(3.0)
         finally:
@@ -114,22 +121,8 @@ def test_replay_with_its_state_gone_fails_instead_of_reading_afresh(
     """A restart that cannot find the crashed batch's recorded ends (another working
     directory, a restored checkpoint) must not read a new, larger range in its place: with a
     batch-idempotent sink the records between the two ends would be lost."""
-    stream = moto_stream(shards=2)
-    client = kinesis_client(endpoint_url=moto_endpoint)
-    put_all(client, stream, _records(300, "before"))
-    metadata = tmp_path / "metadata"
-    options = {
-        "streamName": stream,
-        "endpointUrl": moto_endpoint,
-        "metadataPath": str(metadata),
-        "maxRecordsPerShard": "50",
-    }
-    checkpoint = str(tmp_path / "cp")
-    crashing = BatchCollector(fail_on_batch=1)
-    with pytest.raises(StreamingQueryException, match="injected crash in batch 1"):
-        run_available_now(spark, options, checkpoint, crashing)
-    put_all(client, stream, _records(100, "during"))
-    shutil.rmtree(metadata)  # the state did not come along with the checkpoint
+    options, checkpoint, _ = _crash_in_batch_1(spark, moto_endpoint, moto_stream, tmp_path)
+    shutil.rmtree(tmp_path / "metadata")  # the state did not come along with the checkpoint
 
     with pytest.raises(StreamingQueryException, match="cannot be replayed exactly"):
         run_available_now(spark, options, checkpoint, BatchCollector())
@@ -140,24 +133,8 @@ def test_replay_with_partly_written_state_replays_what_was_recorded(
 ) -> None:
     """A shard whose read never finished in the crashed batch has no record: it is read
     afresh, the others repeat exactly; every record is delivered once overall."""
-    stream = moto_stream(shards=2)
-    client = kinesis_client(endpoint_url=moto_endpoint)
-    before = _records(300, "before")
-    put_all(client, stream, before)
-    metadata = tmp_path / "metadata"
-    options = {
-        "streamName": stream,
-        "endpointUrl": moto_endpoint,
-        "metadataPath": str(metadata),
-        "maxRecordsPerShard": "50",
-    }
-    checkpoint = str(tmp_path / "cp")
-    crashing = BatchCollector(fail_on_batch=1)
-    with pytest.raises(StreamingQueryException, match="injected crash in batch 1"):
-        run_available_now(spark, options, checkpoint, crashing)
-    during = _records(100, "during")
-    put_all(client, stream, during)
-    (run_dir,) = [p for p in metadata.iterdir() if p.is_dir()]
+    options, checkpoint, crashing = _crash_in_batch_1(spark, moto_endpoint, moto_stream, tmp_path)
+    (run_dir,) = [p for p in (tmp_path / "metadata").iterdir() if p.is_dir()]
     # Spark's batch 1 is the source's batch 1 (batch 0 had data from the first probe).
     (run_dir / "1" / "shardId-000000000001.json").unlink()
 
@@ -171,7 +148,7 @@ def test_replay_with_partly_written_state_replays_what_was_recorded(
         sorted((r.sequenceNumber, bytes(r.data)) for r in kept)
     )
     delivered = crashing.rows + restarted.rows
-    assert _pairs(delivered) == multiset(before + during)
+    assert _pairs(delivered) == multiset(_records(300, "before") + _records(100, "during"))
     assert len({(r.shardId, r.sequenceNumber) for r in delivered}) == len(delivered)
 
 
@@ -214,15 +191,6 @@ def _take_all_but_record(reader: Any) -> list[Any]:
         if sum(b.num_rows for b in taken) >= 30:
             break
     return taken
-
-
-def _wait_for(condition: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")
 
 
 def test_a_replay_whose_iterators_expire_reads_exactly_the_recorded_range(
@@ -269,3 +237,26 @@ def test_a_replay_whose_iterators_expire_reads_exactly_the_recorded_range(
     delivered = crashing.rows + restarted.rows
     assert _pairs(delivered) == multiset(before + during)
     assert len({r.sequenceNumber for r in delivered}) == len(delivered)
+
+
+def _crash_in_batch_1(
+    spark: Any, endpoint: str, new_stream: Any, tmp_path: Path
+) -> tuple[dict[str, str], str, BatchCollector]:
+    """300 records in 2 shards read 50 a shard a batch; batch 1 crashes after its read and
+    before its commit; 100 more records arrive while the query is down. Returns the options,
+    the checkpoint and the crashed run's collector."""
+    stream = new_stream(shards=2)
+    client = kinesis_client(endpoint_url=endpoint)
+    put_all(client, stream, _records(300, "before"))
+    options = {
+        "streamName": stream,
+        "endpointUrl": endpoint,
+        "metadataPath": str(tmp_path / "metadata"),
+        "maxRecordsPerShard": "50",
+    }
+    checkpoint = str(tmp_path / "cp")
+    crashing = BatchCollector(fail_on_batch=1)
+    with pytest.raises(StreamingQueryException, match="injected crash in batch 1"):
+        run_available_now(spark, options, checkpoint, crashing)
+    put_all(client, stream, _records(100, "during"))
+    return options, checkpoint, crashing
