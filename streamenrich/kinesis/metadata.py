@@ -8,7 +8,8 @@ A shard's record is created once and never replaced: the first attempt of a task
 its read wins, and a later attempt that read something else fails instead of overwriting it
 (:meth:`BatchMetadataStore.write_once`). A file is written under a temporary name and then
 hard-linked to its final name, which fails if the name exists: a reader sees the whole
-record or none, and two writers cannot both win.
+record or none, and two writers cannot both win. Where hard links are not supported (some
+FUSE mounts), an exclusive create (``O_EXCL``) takes the link's place.
 
 The path must be visible to the driver and every executor: a local folder for ``local[*]``
 or a single-machine cluster, a shared mount past one machine.
@@ -129,8 +130,24 @@ class BatchMetadataStore:
             return True
         except FileExistsError:
             return False
+        except OSError:
+            # No hard links here (some FUSE mounts): an exclusive create refuses an existing
+            # name too; a reader could see a partly written file, which then fails loudly.
+            return self._create_exclusive(final, text)
         finally:
             os.unlink(temp)
+
+    @staticmethod
+    def _create_exclusive(final: str, text: str) -> bool:
+        try:
+            descriptor = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def write_once(self, batch: int, record: ShardBatchRecord) -> ShardBatchRecord:
         """Store ``record`` unless an earlier attempt stored one; returns the stored record."""

@@ -105,6 +105,22 @@ def test_a_record_is_written_once_and_the_first_writer_wins(tmp_path: Path) -> N
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_without_hard_links_an_exclusive_create_keeps_the_first_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: str, target: str) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as a FUSE mount without links
+
+    monkeypatch.setattr("streamenrich.kinesis.metadata.os.link", no_links)
+    store = BatchMetadataStore(str(tmp_path), "run")
+    first = ShardBatchRecord("s0", "1", "5", 5, True, False, 5)
+    later = ShardBatchRecord("s0", "1", "9", 9, True, False, 9)
+    assert store.write_once(0, first) == first
+    assert store.write_once(0, later) == first
+    assert store.read(0, "s0") == first
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_missing_or_corrupt_metadata_fails_loudly(tmp_path: Path) -> None:
     store = BatchMetadataStore(str(tmp_path), "run")
     with pytest.raises(MetadataError, match="no end position for shard s0 in batch 0"):
