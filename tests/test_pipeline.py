@@ -333,7 +333,11 @@ def test_a_continuous_run_stopped_while_events_arrive_checks_every_batch_it_deli
     assert report.batches and report.balanced
     assert [b.read for b in report.batches] == [b.classified for b in report.batches]
     published = drain(client, streams.output)
-    assert len(published) == report.totals["matched"]
+    ids = [json.loads(r["Data"])["record_id"] for r in published]
+    assert len(set(ids)) == len(ids)  # nothing published twice in one run
+    # Every counted match is out; a batch stopped in flight may have published too before it
+    # was counted (at-least-once: the next run publishes it again, and counts it then).
+    assert len(ids) >= report.totals["matched"]
 
 
 def test_data_loss_gaps_are_the_runs_share_of_the_offsets_count() -> None:
